@@ -1,0 +1,42 @@
+"""Test data: fictional numbers (+1 212 555 01xx) and example.org addresses."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+from sqlalchemy.orm import Session
+
+from worker.models import InfusionSession, Patient, SessionStatus
+
+UTC = timezone.utc
+
+
+def make_patient(db: Session, n: int = 1, **kw) -> Patient:
+    data = dict(first_name="Alex", last_name=f"Rivera{n}", phone=f"+121255501{n:02d}",
+                email=f"patient{n}@example.org", timezone="America/New_York", language="en",
+                preferred_channel="sms", sms_consent=True, email_consent=True)
+    data.update(kw)
+    p = Patient(**data)
+    db.add(p)
+    db.flush()
+    return p
+
+
+def make_session(db: Session, patient: Patient, start: datetime, ended: Optional[datetime] = None,
+                 driver_phone: Optional[str] = "+12125550199", **kw) -> InfusionSession:
+    s = InfusionSession(patient=patient, scheduled_start=start, ended_at=ended, driver_name="Sam",
+                        driver_phone=driver_phone,
+                        status=SessionStatus.completed.value if ended else SessionStatus.scheduled.value, **kw)
+    db.add(s)
+    db.flush()
+    return s
+
+
+def at(text: str) -> datetime:
+    """'2027-03-13T23:30-05:00' -> aware datetime."""
+    return datetime.fromisoformat(text)
+
+
+def hours(n: float) -> timedelta:
+    return timedelta(hours=n)

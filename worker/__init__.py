@@ -1,0 +1,1 @@
+"""Aftercare: the follow-up worker of an infusion clinic."""

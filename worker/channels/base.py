@@ -1,0 +1,74 @@
+"""The channel interface. The dispatcher knows only this; provider details stay in the channel."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Optional
+
+
+class Outcome(str, enum.Enum):
+    sent = "sent"  # the provider accepted it; provider_id is set
+    retry = "retry"  # transient (timeout, 5xx, 429, connection): try again later
+    failed = "failed"  # permanent (invalid number, refused recipient): never retried
+    opted_out = "opted_out"  # the provider says the recipient unsubscribed: skip and record the opt-out
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    provider_id: Optional[str] = None
+    error: Optional[str] = None
+    error_code: Optional[str] = None
+    retry_after: Optional[float] = None  # seconds, when the provider says so
+
+    @classmethod
+    def sent(cls, provider_id: str) -> "SendResult":
+        return cls(Outcome.sent, provider_id=provider_id)
+
+    @classmethod
+    def retry(cls, error: str, code: Optional[str] = None, retry_after: Optional[float] = None) -> "SendResult":
+        return cls(Outcome.retry, error=error, error_code=code, retry_after=retry_after)
+
+    @classmethod
+    def failed(cls, error: str, code: Optional[str] = None) -> "SendResult":
+        return cls(Outcome.failed, error=error, error_code=code)
+
+
+class Reconciled(str, enum.Enum):
+    found = "found"  # the provider has it: it was sent
+    not_found = "not_found"  # the provider never got it: safe to send again
+    unknown = "unknown"  # cannot tell: do not resend (a duplicate is worse), show a clinician
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """What a channel needs to send one message; built from the outbox row at send time."""
+
+    id: int
+    channel: str  # "sms" | "email"
+    to: str
+    body: str
+    subject: Optional[str] = None
+    html: Optional[str] = None
+    attempts: int = 1  # this attempt's number
+    last_error_code: Optional[str] = None  # how the previous attempt ended, if any
+    created_at: Optional[datetime] = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Channel:
+    """One transport. `send` never raises for provider trouble: it classifies it."""
+
+    name: str = "base"
+
+    def wait_turn(self) -> None:
+        """Block until the global send rate allows one more message (no-op by default)."""
+
+    def send(self, message: OutboundMessage) -> SendResult:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, Optional[str]]:
+        """After a worker died mid-send: did the provider get this message? (status, provider id)."""
+        return Reconciled.unknown, None

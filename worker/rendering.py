@@ -1,0 +1,61 @@
+"""What a message says: its template rendered with the patient's, session's and clinic's data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .links import links_for
+from .models import InfusionSession, Message, Patient
+from .protocol import get_protocol
+from .templating import render_email, render_sms
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: str
+    subject: Optional[str] = None
+    html: Optional[str] = None
+
+
+def local_time_text(when: datetime, tz: str) -> str:
+    local = when.astimezone(ZoneInfo(tz))
+    return f"{local:%a %b} {local.day} at {local:%I:%M %p}".replace(" 0", " ")
+
+
+def base_context(settings: Settings) -> dict[str, Any]:
+    return {"clinic_name": settings.clinic_name, "clinic_phone": settings.clinic_phone,
+            "base_url": settings.public_base_url}
+
+
+def message_context(db: Session, msg: Message, settings: Settings) -> tuple[str, dict[str, Any]]:
+    """(language, context) for a message row."""
+    ctx = base_context(settings)
+    patient: Optional[Patient] = msg.patient
+    session: Optional[InfusionSession] = msg.session
+    lang = (patient.language if patient else None) or "en"
+    if patient is not None:
+        ctx["first_name"] = patient.first_name
+    if session is not None:
+        tz = patient.timezone if patient else settings.clinic_timezone
+        ctx["start_local"] = local_time_text(session.scheduled_start, tz)
+        start = session.scheduled_start.astimezone(ZoneInfo(tz))
+        ctx["start_date"] = f"{start:%b} {start.day}"
+        ctx["driver_name"] = session.driver_name
+    step = get_protocol(settings).step(msg.step or "") if msg.step else None
+    ctx["links"] = links_for(settings, msg.id, step.expects if step else "none")
+    ctx.update(msg.context or {})
+    return lang, ctx
+
+
+def render_message(db: Session, msg: Message, settings: Settings) -> Rendered:
+    lang, ctx = message_context(db, msg, settings)
+    if msg.channel == "sms":
+        return Rendered(body=render_sms(msg.template, lang, ctx, settings.templates_dir))
+    email = render_email(msg.template, lang, ctx, settings.templates_dir)
+    return Rendered(body=email.text, subject=email.subject, html=email.html)

@@ -1,0 +1,95 @@
+"""Jinja2 message templates: messages/<lang>/<name>.sms.j2 / .email.txt.j2 / .email.html.j2.
+
+StrictUndefined: a typo in a template fails loudly at render, never sends "Hi ,".
+A language without a template falls back to English.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
+
+LANGUAGES = ("en", "es")
+
+# GSM 03.38 basic set; the extension set costs two septets each.
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXT = set("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True)
+class SmsInfo:
+    encoding: str  # "GSM-7" | "UCS-2"
+    chars: int
+    segments: int
+
+
+def sms_info(text: str) -> SmsInfo:
+    """Encoding and segment count as the carrier sees it."""
+    if all(c in GSM7_BASIC or c in GSM7_EXT for c in text):
+        units = sum(2 if c in GSM7_EXT else 1 for c in text)
+        single, multi, enc = 160, 153, "GSM-7"
+    else:
+        units = sum(2 if ord(c) > 0xFFFF else 1 for c in text)
+        single, multi, enc = 70, 67, "UCS-2"
+    segments = 1 if units <= single else -(-units // multi)
+    return SmsInfo(enc, len(text), segments)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+@lru_cache(maxsize=4)
+def environment(templates_dir: str) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(templates_dir),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html.j2", "html"), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _pick(env: Environment, name: str, lang: str, suffix: str):
+    for candidate in dict.fromkeys((lang, "en")):
+        try:
+            return env.get_template(f"messages/{candidate}/{name}.{suffix}")
+        except TemplateNotFound:
+            continue
+    raise TemplateNotFound(f"messages/{lang}/{name}.{suffix}")
+
+
+def _dir(templates_dir: Optional[Path]) -> str:
+    if templates_dir is None:
+        from .config import get_settings
+
+        templates_dir = get_settings().templates_dir
+    return str(templates_dir)
+
+
+def render_sms(name: str, lang: str, context: dict[str, Any], templates_dir: Optional[Path] = None) -> str:
+    env = environment(_dir(templates_dir))
+    return " ".join(_pick(env, name, lang, "sms.j2").render(**context).split())
+
+
+def render_email(name: str, lang: str, context: dict[str, Any],
+                 templates_dir: Optional[Path] = None) -> RenderedEmail:
+    env = environment(_dir(templates_dir))
+    text = _pick(env, name, lang, "email.txt.j2").render(**context).strip() + "\n"
+    html_body = _pick(env, name, lang, "email.html.j2").render(**context).strip()
+    subject = ""
+    first, _, rest = text.partition("\n")
+    if first.lower().startswith("subject:"):
+        subject, text = first.split(":", 1)[1].strip(), rest.lstrip("\n")
+    html = f'<!doctype html>\n<html lang="{lang}"><body>\n{html_body}\n</body></html>\n'
+    return RenderedEmail(subject=subject or name.replace("_", " "), text=text, html=html)

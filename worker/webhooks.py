@@ -1,0 +1,98 @@
+"""Twilio webhooks: inbound SMS and delivery status callbacks.
+
+Both answer 403 unless X-Twilio-Signature is valid for PUBLIC_BASE_URL + path (+ query),
+whenever TWILIO_AUTH_TOKEN is set. The URL is rebuilt from PUBLIC_BASE_URL, never from the
+request: behind a TLS-terminating proxy the app sees http://internal:8000, Twilio signed
+https://clinic.example.org.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+from xml.sax.saxutils import escape
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from twilio.request_validator import RequestValidator
+
+from . import delivery, replies
+from .config import get_settings
+from .db import utcnow
+
+router = APIRouter(prefix="/webhooks/twilio")
+log = logging.getLogger("aftercare.webhooks")
+MAX_FORM_BYTES = 64 * 1024
+
+
+def public_url(request: Request) -> str:
+    url = get_settings().public_base_url + request.url.path
+    if request.url.query:
+        url += "?" + request.url.query
+    return url
+
+
+async def signed_form(request: Request) -> tuple[Optional[dict[str, str]], Optional[Response]]:
+    """The POST params if the request is acceptable, else the response to give."""
+    raw = await request.body()
+    if len(raw) > MAX_FORM_BYTES:
+        return None, _error(413, "request too large")
+    try:
+        form = await request.form()
+    except Exception:  # noqa: BLE001 - a body that is not a form is the sender's fault
+        return None, _error(400, "body: not form-encoded")
+    params: dict[str, str] = {}
+    for key, value in form.multi_items():
+        if not isinstance(value, str):
+            return None, _error(400, f"{key}: file uploads are not accepted")
+        params[key] = value
+    token = get_settings().twilio_auth_token
+    if token:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not RequestValidator(token).validate(public_url(request), params, signature):
+            log.warning("rejected %s: bad or missing X-Twilio-Signature", request.url.path)
+            return None, _error(403, "X-Twilio-Signature: invalid")
+    return params, None
+
+
+def _error(status: int, message: str) -> Response:
+    return JSONResponse({"error": message, "field": message.split(":")[0] if ":" in message else None},
+                        status_code=status)
+
+
+def twiml(text: Optional[str] = None) -> Response:
+    inner = f"<Message>{escape(text)}</Message>" if text else ""
+    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{inner}</Response>',
+                    media_type="application/xml")
+
+
+@router.post("/sms")
+async def inbound_sms(request: Request) -> Response:
+    params, problem = await signed_form(request)
+    if problem is not None:
+        return problem
+    for field in ("MessageSid", "From"):
+        if not params.get(field):
+            return _error(400, f"{field}: required")
+    now = utcnow()
+    # Stored first, in its own transaction; a Twilio retry of the same MessageSid is stored once.
+    reply_id, is_new = replies.store_inbound_sms(params, now)
+    if not is_new:
+        return twiml(replies.stored_auto_reply(reply_id))
+    try:
+        answer = replies.process(reply_id, now)
+    except Exception:  # noqa: BLE001 - the reply is stored; the tick processes it again
+        log.exception("reply %s stored but processing failed; it will be retried", reply_id)
+        return twiml()
+    return twiml(answer)
+
+
+@router.post("/status")
+async def status_callback(request: Request) -> Response:
+    params, problem = await signed_form(request)
+    if problem is not None:
+        return problem
+    if not params.get("MessageSid") or not params.get("MessageStatus"):
+        return _error(400, "MessageSid: and MessageStatus are required")
+    delivery.apply_status_callback(params, utcnow())
+    return Response(status_code=200)
