@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Iterator, Literal, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -73,7 +73,7 @@ def _phone(v: Optional[str]) -> Optional[str]:
 def _aware(v: Optional[datetime]) -> Optional[datetime]:
     if v is not None and (v.tzinfo is None or v.utcoffset() is None):
         raise ValueError("needs a UTC offset, e.g. 2026-11-24T09:00:00-05:00")
-    return v
+    return v.astimezone(timezone.utc) if v is not None else None
 
 
 class PatientIn(_In):

@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TEMPLATES_DIR=/app/templates
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+COPY templates ./templates
+RUN pip install --no-cache-dir . && useradd --system --home /app aftercare && chown -R aftercare /app
+USER aftercare
+EXPOSE 8000
+CMD ["aftercare", "web", "--host", "0.0.0.0", "--port", "8000"]
