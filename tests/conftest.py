@@ -68,10 +68,11 @@ BASE_ENV = {
     "PUBLIC_BASE_URL": "https://aftercare.example.org",
     "SECRET_KEY": "test-secret-key-not-for-production",
     "DISPATCH_INTERVAL": "1",
+    "BROKER_URL": "memory://",  # tests that need a real worker set a Redis URL
 }
 for _k in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWILIO_MESSAGING_SERVICE_SID",
            "TWILIO_API_URL", "SMTP_URL", "MAIL_FROM", "BROKER_URL", "FOLLOWUP_PROTOCOL", "ONCALL_SMS",
-           "ONCALL_EMAIL", "TWILIO_MAX_MPS"):
+           "ONCALL_EMAIL", "TWILIO_MAX_MPS", "TEMPLATES_DIR"):
     os.environ.pop(_k, None)
 os.environ.update(BASE_ENV)
 

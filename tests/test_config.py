@@ -7,7 +7,7 @@ from worker.config import ConfigError, load_settings
 
 
 def test_defaults_match_the_spec(monkeypatch):
-    for k in ("DATABASE_URL", "PUBLIC_BASE_URL", "DISPATCH_INTERVAL", "CLINIC_TIMEZONE"):
+    for k in ("DATABASE_URL", "PUBLIC_BASE_URL", "DISPATCH_INTERVAL", "CLINIC_TIMEZONE", "BROKER_URL"):
         monkeypatch.delenv(k, raising=False)
     s = load_settings()
     assert s.database_url == "sqlite:///aftercare.db"

@@ -7,6 +7,7 @@ Tasks carry ids only; the database row is the schedule, so nothing here uses ETA
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Queue
 from celery.signals import worker_process_init
 
 from .config import Settings, get_settings
@@ -34,6 +35,10 @@ def configure(app: Celery, settings: Settings) -> None:
         },
         beat_schedule_filename=str(settings.data_dir / "aftercare-beat-schedule"),
         worker_hijack_root_logger=False,
+        # Every worker consumes both; urgent sends (crisis alerts, next PHQ-9 question) are not
+        # stuck behind a backlog of routine ones.
+        task_queues=(Queue("urgent"), Queue("celery")),
+        task_default_queue="celery",
     )
 
 

@@ -33,9 +33,18 @@ def on_sent(db: Session, msg: Message, now: datetime) -> None:
     hours = get_settings().checkin_open_hours
     escalate_at = msg.scheduled_for + step.escalate_after if step.escalate_after else None
     closes_at = max(now + timedelta(hours=hours), escalate_at or now)
+    by_sms = step.expects == "phq9" and msg.channel == "sms" and msg.patient.phq9_by_sms
+    state = {"mode": "sms", "answers": []} if by_sms else ({"mode": "web"} if step.expects == "phq9" else {})
     db.add(Checkin(session_id=msg.session_id, patient_id=msg.patient_id, step=step.name, expects=step.expects,
-                   opened_at=now, escalate_at=escalate_at, closes_at=closes_at, state={}, updated_at=now))
+                   opened_at=now, escalate_at=escalate_at, closes_at=closes_at, state=state, updated_at=now))
     db.flush()
+    if by_sms:  # the intro is out: the first question follows at once
+        from .replies import queue_message
+
+        queue_message(db, kind=MessageKind.followup, key=f"s{msg.session_id}:{step.name}:patient:sms:1",
+                      template="phq9_question", channel="sms", to=msg.to_address, now=now,
+                      patient_id=msg.patient_id, session_id=msg.session_id, step=step.name, part=1,
+                      context={"item": 1})
 
 
 def run_timers(db: Session, now: datetime) -> int:

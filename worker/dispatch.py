@@ -35,7 +35,7 @@ from typing import Callable, Optional
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from . import checkins, flags
+from . import checkins, flags, replies
 from .channels import Channel, OutboundMessage, Outcome, Reconciled, SendResult, get_channels
 from .config import Settings, get_settings
 from .db import is_postgres, session_scope, utcnow
@@ -52,7 +52,7 @@ from .models import (
 )
 from .phones import mask_address
 from .rendering import render_message
-from .scheduling import recipient_address
+from .scheduling import is_opted_out, recipient_address
 
 log = logging.getLogger("aftercare.dispatch")
 
@@ -108,6 +108,7 @@ def tick(now: datetime, enqueue: Enqueue, settings: Optional[Settings] = None,
     result.recovered = recover_stale(now, settings)
     with session_scope() as db:
         result.timers = checkins.run_timers(db, now)
+    replies.process_pending(now)
     with session_scope() as db:
         due = claim_due(db, now, limit)
     for message_id, attempts in due:
@@ -143,7 +144,16 @@ def _ineligible(db: Session, msg: Message, now: datetime) -> Optional[tuple[Mess
         return MessageStatus.cancelled, "session cancelled"
     if msg.expires_at is not None and now > msg.expires_at:
         return MessageStatus.expired, f"due {msg.scheduled_for:%Y-%m-%d %H:%M} UTC, too late to be useful"
-    address, reason = recipient_address(db, session, msg.patient, msg.recipient, msg.channel, msg.to_address)
+    if msg.kind in (MessageKind.reply.value, MessageKind.alert.value):
+        # An answer to someone who just wrote, or an on-call alert: the stored address, opt-out
+        # honoured -- except a crisis answer with 988, which goes whatever the number opted out of.
+        address, reason = msg.to_address, None
+        if not address:
+            reason = "no address"
+        elif msg.channel == "sms" and not (msg.context or {}).get("urgent") and is_opted_out(db, address):
+            reason = "opted out of SMS"
+    else:
+        address, reason = recipient_address(db, session, msg.patient, msg.recipient, msg.channel, msg.to_address)
     if reason:
         return MessageStatus.skipped, reason
     msg.to_address = address

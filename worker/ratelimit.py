@@ -137,7 +137,7 @@ def limiter_for(broker_url: str, rate: float, name: str = "sms") -> RateLimiter:
     url = _redis_url(broker_url or "")
     if url:
         return RedisRateLimiter(url, rate, name)
-    if broker_url:
+    if broker_url and urlsplit(broker_url).scheme not in ("memory", "sqla+sqlite", "filesystem"):
         log.warning("BROKER_URL is not Redis: the %s send rate is enforced per process only", name)
     with _LOCAL_LOCK:
         key = (name, rate)

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from . import phq9
 from .config import Settings
 from .links import links_for
 from .models import InfusionSession, Message, Patient
@@ -50,12 +51,28 @@ def message_context(db: Session, msg: Message, settings: Settings) -> tuple[str,
     step = get_protocol(settings).step(msg.step or "") if msg.step else None
     ctx["links"] = links_for(settings, msg.id, step.expects if step else "none")
     ctx.update(msg.context or {})
+    if msg.template.startswith(("phq9", "clarify_phq9")):
+        lang_key = lang if lang in phq9.ITEMS else "en"
+        ctx["stem"] = phq9.STEM[lang_key]
+        ctx["answers"] = phq9.ANSWERS[lang_key]
+        if "item" in ctx:
+            ctx["number"] = ctx["item"]
+            ctx["question"] = phq9.ITEMS[lang_key][int(ctx["item"]) - 1]
     return lang, ctx
+
+
+def template_for(msg: Message) -> str:
+    """A patient who chose the PHQ-9 by text gets the intro of the SMS survey, not the link."""
+    if msg.template == "phq9" and msg.channel == "sms" and msg.kind == "step" and msg.patient is not None \
+            and msg.patient.phq9_by_sms:
+        return "phq9_intro"
+    return msg.template
 
 
 def render_message(db: Session, msg: Message, settings: Settings) -> Rendered:
     lang, ctx = message_context(db, msg, settings)
+    template = template_for(msg)
     if msg.channel == "sms":
-        return Rendered(body=render_sms(msg.template, lang, ctx, settings.templates_dir))
-    email = render_email(msg.template, lang, ctx, settings.templates_dir)
+        return Rendered(body=render_sms(template, lang, ctx, settings.templates_dir))
+    email = render_email(template, lang, ctx, settings.templates_dir)
     return Rendered(body=email.text, subject=email.subject, html=email.html)

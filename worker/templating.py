@@ -77,9 +77,36 @@ def _dir(templates_dir: Optional[Path]) -> str:
     return str(templates_dir)
 
 
+_PLAIN = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
+          "\u00a0": " ", "\u2026": "..."}
+
+
+def fold_to_gsm7(text: str) -> str:
+    """Replace characters outside GSM-7 by their nearest GSM-7 form (a for á, ' for ’).
+
+    Used only when a text would otherwise take more than two UCS-2 segments: Spanish readers
+    read "dias" fine; a third segment (or a split question) helps no one.
+    """
+    import unicodedata
+
+    out = []
+    for c in text:
+        if c in GSM7_BASIC or c in GSM7_EXT:
+            out.append(c)
+        elif c in _PLAIN:
+            out.append(_PLAIN[c])
+        else:
+            base = "".join(ch for ch in unicodedata.normalize("NFKD", c) if not unicodedata.combining(ch))
+            out.append(base if base and all(ch in GSM7_BASIC for ch in base) else c)
+    return "".join(out)
+
+
 def render_sms(name: str, lang: str, context: dict[str, Any], templates_dir: Optional[Path] = None) -> str:
     env = environment(_dir(templates_dir))
-    return " ".join(_pick(env, name, lang, "sms.j2").render(**context).split())
+    text = " ".join(_pick(env, name, lang, "sms.j2").render(**context).split())
+    if sms_info(text).segments > 2:
+        text = fold_to_gsm7(text)
+    return text
 
 
 def render_email(name: str, lang: str, context: dict[str, Any],

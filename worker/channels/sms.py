@@ -59,6 +59,25 @@ STATUS_PATH = "/webhooks/twilio/status"
 _sdk_log = logging.getLogger("aftercare.sms.sdk")
 _sdk_log.setLevel(logging.WARNING)
 
+_QUERY_NUMBER = re.compile(r"((?:To|From)=)(?:%2B|\+)?\d+")
+
+
+class _RedactNumbers(logging.Filter):
+    """urllib3 logs request lines at DEBUG; the Messages list query carries the recipient's number."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - never break logging
+            return True
+        if "To=" in text or "From=" in text:
+            record.msg, record.args = _QUERY_NUMBER.sub(r"\1[redacted]", text), ()
+        return True
+
+
+_REDACT = _RedactNumbers()
+logging.getLogger("urllib3.connectionpool").addFilter(_REDACT)
+
 REASONS = {
     21211: "invalid 'To' phone number",
     21408: "SMS to this region is not enabled on the Twilio account",
