@@ -191,16 +191,17 @@ def send_message(message_id: int, attempts: int, now: datetime,
     settings = settings or get_settings()
     channels = channels or get_channels(settings)
     with session_scope() as db:
-        row = db.get(Message, message_id)
-        if row is None or row.status != MessageStatus.scheduled.value or row.attempts != attempts:
-            return "not-claimable"
-        channel = channels[row.channel]
+        channel_name = db.scalar(select(Message.channel).where(
+            Message.id == message_id, Message.status == MessageStatus.scheduled.value, Message.attempts == attempts))
+    if channel_name is None:
+        return "not-claimable"
+    channel = channels[channel_name]
     channel.wait_turn()  # the global rate limit, before the claim: a claimed row is never held waiting
 
+    # One transaction: claim, re-check, render, store. It commits before the provider is called.
     with session_scope() as db:
         if not _claim(db, message_id, attempts, now):
             return "lost-claim"
-    with session_scope() as db:
         msg = db.get(Message, message_id)
         verdict = _ineligible(db, msg, now)
         if verdict is not None:

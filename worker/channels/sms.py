@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
@@ -52,6 +53,7 @@ log = logging.getLogger("aftercare.sms")
 HTTP_TIMEOUT = 15.0  # seconds, connect and read: a hung request must not hold a worker
 CLOCK_MARGIN = timedelta(minutes=2)  # our clock vs Twilio's, when bounding the listing
 LIST_LIMIT = 50
+SETTLE_MAX = 0.25  # seconds: see wait_turn
 AMBIGUOUS = "ambiguous"
 STATUS_PATH = "/webhooks/twilio/status"
 
@@ -162,6 +164,7 @@ class TwilioSmsChannel(Channel):
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = status_callback
         self.limiter = limiter
+        self._pace = threading.local()
 
     @classmethod
     def from_settings(cls, settings) -> "TwilioSmsChannel":
@@ -177,8 +180,26 @@ class TwilioSmsChannel(Channel):
 
     # -- Channel ----------------------------------------------------------------------------
     def wait_turn(self) -> None:
-        if self.limiter is not None:
-            self.limiter.acquire()
+        """Take a slot from the global schedule; the create then leaves a fixed delay after it.
+
+        Between the slot and the HTTP request the dispatcher claims and renders the row
+        (database round trips of varying length, longer on a cold process). Holding the
+        request until slot + SETTLE turns that variable delay into a constant one, so sends
+        reach Twilio as evenly spaced as their slots.
+        """
+        if self.limiter is None:
+            return
+        self.limiter.acquire()
+        settle = min(SETTLE_MAX, 0.5 / self.limiter.rate)
+        self._pace.release_at = time.monotonic() + settle
+
+    def _hold_until_release(self) -> None:
+        release_at = getattr(self._pace, "release_at", None)
+        self._pace.release_at = None
+        if release_at is not None:
+            delay = release_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
 
     def send(self, message: OutboundMessage) -> SendResult:
         if message.last_error_code == AMBIGUOUS:
@@ -206,6 +227,7 @@ class TwilioSmsChannel(Channel):
             kwargs["from_"] = self.from_number
         if self.status_callback:
             kwargs["status_callback"] = self.status_callback
+        self._hold_until_release()
         try:
             created = self.client.messages.create(**kwargs)
         except (TwilioRestException, TwilioServiceException) as exc:
