@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import func, select
 
@@ -168,11 +169,16 @@ def test_every_stop_keyword_opts_out(app, db, word):
     assert db.get(SmsOptOut, PHONE) is not None
 
 
-def test_start_opts_back_in(app, db):
+def test_start_opts_back_in_and_revives_future_sms(app, db, outbox):
     post_sms(app, PHONE, "STOP")
-    post_sms(app, PHONE, "unstop")
+    _session(db)  # scheduled while opted out: skipped
+    with time_machine.travel(END + timedelta(hours=2, minutes=30), tick=False):
+        post_sms(app, PHONE, "unstop")
     db.expire_all()
     assert db.get(SmsOptOut, PHONE) is None
+    rows = {m.step: m for m in db.scalars(select(Message).where(Message.channel == "sms"))}
+    assert rows["home_safe"].status == "skipped"  # its time passed while opted out
+    assert rows["recovery_tips"].status == "scheduled"
 
 
 def test_opt_out_type_parameter_is_honoured(app, db):

@@ -284,6 +284,21 @@ def opt_out(db: Session, phone: str, now: datetime, source: str) -> int:
     return res.rowcount or 0
 
 
+def opt_in(db: Session, phone: str, now: datetime) -> int:
+    """Opt the number back in; SMS skipped only for the opt-out and still in the future go again."""
+    row = db.get(SmsOptOut, phone)
+    if row is not None:
+        db.delete(row)
+    res = db.execute(
+        update(Message)
+        .where(Message.status == MessageStatus.skipped.value, Message.error == "opted out of SMS",
+               Message.channel == "sms", Message.to_address == phone, Message.scheduled_for > now)
+        .values(status=MessageStatus.scheduled.value, error=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return res.rowcount or 0
+
+
 def _keyword(reply: Reply) -> Optional[str]:
     return keyword_from_opt_out_type((reply.params or {}).get("OptOutType")) or classify_keyword(reply.body)
 
@@ -322,9 +337,8 @@ def _process(db: Session, reply: Reply, now: datetime) -> str:
         log.info("number opted out of SMS; %s pending SMS skipped", skipped)
         return "opt_out"
     if keyword == "start" and reply.from_address:
-        row = db.get(SmsOptOut, reply.from_address)
-        if row is not None:
-            db.delete(row)
+        revived = opt_in(db, reply.from_address, now)
+        log.info("number opted back in to SMS; %s future SMS rescheduled", revived)
         return "opt_in"
     if keyword == "help":
         _auto_reply(db, reply, "help", now)
