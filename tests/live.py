@@ -72,10 +72,14 @@ def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
     return value
 
 
+_HTTP = threading.local()
+
+
 def post_signed_sms(base_url: str, public_base: str, token: str, sender: str, body: str) -> httpx.Response:
     from tests.inbound import signature, sms_params
 
     params = sms_params(sender, body)
     sig = signature(params, token=token, base=public_base)
-    return httpx.post(f"{base_url}/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": sig},
-                      timeout=10)
+    if not hasattr(_HTTP, "client"):  # one keep-alive client per thread
+        _HTTP.client = httpx.Client(timeout=10)
+    return _HTTP.client.post(f"{base_url}/webhooks/twilio/sms", data=params, headers={"X-Twilio-Signature": sig})

@@ -71,11 +71,6 @@ def store_inbound_sms(params: dict[str, str], now: datetime) -> tuple[int, bool]
             return db.scalar(select(Reply.id).where(Reply.provider_id == sid)), False
 
 
-def stored_auto_reply(reply_id: int) -> Optional[str]:
-    """Auto-replies go through the outbox (tracked, rate-limited), never inline TwiML."""
-    return None
-
-
 # -- helpers ----------------------------------------------------------------------------------
 def _patient_for(db: Session, phone: Optional[str]) -> Optional[Patient]:
     """The patient with this number; if several share it, the one with the newest open check-in."""
@@ -303,8 +298,12 @@ def _keyword(reply: Reply) -> Optional[str]:
     return keyword_from_opt_out_type((reply.params or {}).get("OptOutType")) or classify_keyword(reply.body)
 
 
-def process(reply_id: int, now: datetime) -> Optional[str]:
-    """Read one stored reply and act on it, in one transaction. Safe to call twice."""
+def process(reply_id: int, now: datetime) -> None:
+    """Read one stored reply and act on it, in one transaction. Safe to call twice.
+
+    Auto-replies (HELP, clarifications, 988) go through the outbox -- tracked, rate-limited,
+    opt-out aware -- and are enqueued at commit, so the webhook answers an empty TwiML.
+    """
     with session_scope() as db:
         q = select(Reply).where(Reply.id == reply_id)
         if db.get_bind().dialect.name == "postgresql":
@@ -315,7 +314,6 @@ def process(reply_id: int, now: datetime) -> Optional[str]:
         reply.outcome = _process(db, reply, now)
         reply.processed_at = now
         log.info("reply %s: %s", reply.id, reply.outcome)
-    return None
 
 
 def _process(db: Session, reply: Reply, now: datetime) -> str:

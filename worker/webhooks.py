@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from typing import Optional
-from xml.sax.saxutils import escape
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from twilio.request_validator import RequestValidator
 
 from . import delivery, replies
@@ -60,10 +60,9 @@ def _error(status: int, message: str) -> Response:
                         status_code=status)
 
 
-def twiml(text: Optional[str] = None) -> Response:
-    inner = f"<Message>{escape(text)}</Message>" if text else ""
-    return Response(f'<?xml version="1.0" encoding="UTF-8"?><Response>{inner}</Response>',
-                    media_type="application/xml")
+def twiml() -> Response:
+    """An empty TwiML answer: auto-replies go through the outbox (tracked, rate-limited)."""
+    return Response('<?xml version="1.0" encoding="UTF-8"?><Response></Response>', media_type="application/xml")
 
 
 @router.post("/sms")
@@ -74,17 +73,21 @@ async def inbound_sms(request: Request) -> Response:
     for field in ("MessageSid", "From"):
         if not params.get(field):
             return _error(400, f"{field}: required")
+    # Database work off the event loop, so slow commits do not hold up other requests.
+    return await run_in_threadpool(_inbound, params)
+
+
+def _inbound(params: dict[str, str]) -> Response:
     now = utcnow()
     # Stored first, in its own transaction; a Twilio retry of the same MessageSid is stored once.
     reply_id, is_new = replies.store_inbound_sms(params, now)
     if not is_new:
-        return twiml(replies.stored_auto_reply(reply_id))
+        return twiml()
     try:
-        answer = replies.process(reply_id, now)
+        replies.process(reply_id, now)
     except Exception:  # noqa: BLE001 - the reply is stored; the tick processes it again
         log.exception("reply %s stored but processing failed; it will be retried", reply_id)
-        return twiml()
-    return twiml(answer)
+    return twiml()
 
 
 @router.post("/status")
@@ -94,5 +97,5 @@ async def status_callback(request: Request) -> Response:
         return problem
     if not params.get("MessageSid") or not params.get("MessageStatus"):
         return _error(400, "MessageSid: and MessageStatus are required")
-    delivery.apply_status_callback(params, utcnow())
+    await run_in_threadpool(delivery.apply_status_callback, params, utcnow())
     return Response(status_code=200)
