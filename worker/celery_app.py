@@ -26,8 +26,9 @@ def configure(app: Celery, settings: Settings) -> None:
         timezone="UTC",
         enable_utc=True,
         broker_connection_retry_on_startup=True,
-        # Visibility timeout only matters for redelivery of a dead worker's task; sends are short.
-        broker_transport_options={"visibility_timeout": 3600},
+        # Redis: a task not acked within this is redelivered (a dead worker's send; it is idempotent).
+        broker_transport_options={"visibility_timeout": 3600} if settings.effective_broker_url.startswith(
+            ("redis://", "rediss://")) else {},
         beat_schedule={
             "dispatch": {"task": "aftercare.dispatch_tick", "schedule": settings.dispatch_interval,
                          # A tick that could not run in time is pointless: the next one does it.
@@ -35,6 +36,7 @@ def configure(app: Celery, settings: Settings) -> None:
         },
         beat_schedule_filename=str(settings.data_dir / "aftercare-beat-schedule"),
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,  # the console outbox prints to stdout, not as log lines
         # Every worker consumes both; urgent sends (crisis alerts, next PHQ-9 question) are not
         # stuck behind a backlog of routine ones.
         task_queues=(Queue("urgent"), Queue("celery")),

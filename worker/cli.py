@@ -25,6 +25,8 @@ class CliError(Exception):
 def _setup_logging() -> None:
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _check_startup() -> None:
@@ -166,13 +168,15 @@ def cmd_token_create(args) -> int:
 
 
 def cmd_reply(args) -> int:
+    import httpx
+
     from .simulate import post_inbound_sms
 
     try:
         status, body = post_inbound_sms(args.phone, args.text, base_url=args.url)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    except OSError as exc:
+    except (OSError, httpx.HTTPError) as exc:
         raise CliError(f"cannot reach the app at {args.url or get_settings().public_base_url}: {exc}") from None
     print(f"{status} {body}")
     return 0 if status < 400 else 1
