@@ -46,6 +46,13 @@ def test_twilio_needs_a_sender(monkeypatch):
         load_settings()
 
 
+def test_smtp_needs_a_sender_address(monkeypatch):
+    monkeypatch.setenv("SMTP_URL", "smtp://127.0.0.1:2525")
+    monkeypatch.delenv("MAIL_FROM", raising=False)
+    with pytest.raises(ConfigError, match="MAIL_FROM"):
+        load_settings()
+
+
 def test_cli_prints_one_line_naming_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("DISPATCH_INTERVAL", "often")
     assert main(["init"]) == 2

@@ -56,6 +56,12 @@ def test_bad_step_is_refused_naming_step_and_field(change, message):
         parse_protocol({"steps": [step]}, DEFAULT_TEMPLATES)
 
 
+def test_escalation_only_where_silence_has_a_flag():
+    mood = {**GOOD_STEP, "expects": "mood", "template": "mood_checkin", "escalate_after": "2h"}
+    with pytest.raises(ProtocolError, match="field 'escalate_after'"):
+        parse_protocol({"steps": [mood]})
+
+
 def test_duplicate_step_names_are_refused():
     with pytest.raises(ProtocolError, match="step 'ride_confirm', field 'name': duplicate"):
         parse_protocol({"steps": [GOOD_STEP, GOOD_STEP]})

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
                 )
         elif self.twilio_account_sid or self.twilio_auth_token:
             raise ValueError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN: set both or neither")
+        if self.smtp_url and not self.mail_from:
+            raise ValueError("MAIL_FROM: required when SMTP_URL is set")
         return self
 
     # -- derived ---------------------------------------------------------------

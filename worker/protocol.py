@@ -128,8 +128,8 @@ def _step(i: int, raw: object, templates_dir: Optional[Path]) -> Step:
         fail("channel", "a driver has only a phone: use sms")
     if raw["to"] == "driver" and raw.get("expects", "none") != "none":
         fail("expects", "drivers are never asked anything")
-    if durations.get("escalate_after") and raw.get("expects", "none") == "none":
-        fail("escalate_after", "only for a step that expects a reply")
+    if durations.get("escalate_after") and raw.get("expects", "none") not in ("yes_no", "home"):
+        fail("escalate_after", "only for a yes_no or home step (silence raises ride_unconfirmed / not_home)")
     template = str(raw["template"])
     if not _NAME.match(template):
         fail("template", "lower-case letters, digits and _ only")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from .base import Channel, OutboundMessage, Outcome, Reconciled, SendResult
 from .console import ConsoleChannel
 
@@ -46,5 +44,6 @@ def get_channels(settings=None) -> dict[str, Channel]:
     return _CACHE[key]
 
 
-def reset_channels(channels: Optional[dict[str, Channel]] = None) -> None:
+def reset_channels() -> None:
+    """Forget built channels (settings changed)."""
     _CACHE.clear()
