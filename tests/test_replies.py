@@ -211,12 +211,17 @@ def test_reply_with_no_open_step_is_flagged_unmatched(app, db):
 
 
 # -- ride and home ----------------------------------------------------------------------------
-def test_yes_confirms_the_ride(app, db, outbox):
-    p = make_patient(db)
-    s = make_session(db, p, END + timedelta(days=1))
+def _ride_open(db, outbox):
+    """A session tomorrow whose ride question (due at start - 24h = END) went out."""
+    s = make_session(db, make_patient(db), END + timedelta(days=1))
     sync_session(db, s, END)
     db.commit()
-    _send_until(db, outbox, END)  # ride_confirm due at start - 24h = END
+    _send_until(db, outbox, END)
+    return s
+
+
+def test_yes_confirms_the_ride(app, db, outbox):
+    _ride_open(db, outbox)
     post_sms(app, PHONE, "Yes!")
     c = _checkin(db, "ride_confirm")
     assert (c.status, c.score) == ("answered", 1)
@@ -225,22 +230,14 @@ def test_yes_confirms_the_ride(app, db, outbox):
 
 
 def test_no_raises_ride_unconfirmed_at_once(app, db, outbox):
-    p = make_patient(db)
-    s = make_session(db, p, END + timedelta(days=1))
-    sync_session(db, s, END)
-    db.commit()
-    _send_until(db, outbox, END)
+    s = _ride_open(db, outbox)
     post_sms(app, PHONE, "no")
     (flag,) = _flags(db, "ride_unconfirmed")
     assert flag.session_id == s.id and flag.reply_id is not None
 
 
 def test_silence_raises_ride_unconfirmed_two_hours_before_start(app, db, outbox):
-    p = make_patient(db)
-    s = make_session(db, p, END + timedelta(days=1))
-    sync_session(db, s, END)
-    db.commit()
-    _send_until(db, outbox, END)
+    _ride_open(db, outbox)
     dispatch.dispatch_inline(END + timedelta(hours=21, minutes=59), channels=outbox.channels)
     assert _flags(db, "ride_unconfirmed") == []
     dispatch.dispatch_inline(END + timedelta(hours=22), channels=outbox.channels)
