@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not bench/ (bench/twilio.py)
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not bench/ (and its modules)
 
 SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

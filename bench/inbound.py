@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not bench/ (bench/twilio.py)
+sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not bench/ (and its modules)
 
 from bench.dispatch import fresh_database  # noqa: E402
 

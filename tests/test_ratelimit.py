@@ -95,10 +95,34 @@ def test_limiters_in_different_processes_share_one_rate_through_redis(redis_url)
     assert max(stamps) - min(stamps) >= 3.8
 
 
-def test_limiter_is_shared_redis_for_a_redis_broker_and_per_process_otherwise(redis_url):
-    assert isinstance(limiter_for(redis_url, 5), RedisRateLimiter)
+def test_limiter_is_shared_redis_for_a_redis_broker_and_per_process_otherwise():
+    assert isinstance(limiter_for("redis://127.0.0.1:6379/0", 5), RedisRateLimiter)
     local = limiter_for("memory://", 5)
     assert isinstance(local, LocalRateLimiter) and limiter_for("", 5) is local  # one per process
+
+
+def test_unreachable_redis_limiter_sends_nothing_and_loses_nothing(db, fake_twilio, monkeypatch, tmp_path):
+    """No unpaced sending when the shared limiter is gone; the row stays due for a later tick."""
+    from tests.smtp_server import _free_port
+    from worker import dispatch
+    from worker.config import reset_settings
+    from worker.db import utcnow
+    from worker.models import Message
+    from worker.ratelimit import RateLimiterUnavailable
+    from worker.scheduling import sync_session
+
+    use_protocol(monkeypatch, tmp_path, {"name": "mood_now"})
+    monkeypatch.setenv("BROKER_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    reset_settings()
+    now = utcnow()
+    s = make_session(db, make_patient(db), now - timedelta(hours=1), ended=now - timedelta(seconds=5))
+    sync_session(db, s, now)
+    db.commit()
+    with pytest.raises(RateLimiterUnavailable):
+        dispatch.dispatch_inline(now)
+    db.expire_all()
+    row = db.query(Message).one()
+    assert (row.status, row.attempts) == ("scheduled", 0) and fake_twilio.sent() == []
 
 
 # -- two real Celery worker processes --------------------------------------------------------------

@@ -168,6 +168,25 @@ def test_timeout_after_twilio_created_it_is_not_sent_twice(db, fake_twilio, chec
     assert len(fake_twilio.list_requests()) == 1
 
 
+def test_timeout_on_a_text_with_a_signed_link_is_not_sent_twice_though_the_link_was_re_signed(
+        db, fake_twilio, monkeypatch, tmp_path):
+    import time
+
+    use_protocol(monkeypatch, tmp_path, {"name": "phq9_now", "template": "phq9", "expects": "phq9"})
+    monkeypatch.setattr("worker.channels.sms.HTTP_TIMEOUT", 0.5)
+    fake_twilio.hang_next(seconds=1.5)
+    now = utcnow()
+    s = _session(db, now)
+    dispatch.dispatch_inline(now)
+    time.sleep(1.1)  # the link token carries a timestamp in seconds: the retry renders another one
+    dispatch.dispatch_inline(_rows(db, s)[0].next_attempt_at + timedelta(seconds=1))
+    row = _rows(db, s)[0]
+    [created] = fake_twilio.sent()
+    assert row.body != created.body and "https://aftercare.example.org/phq9/" in row.body
+    assert row.status == "sent" and row.provider_id == created.sid
+    assert len(fake_twilio.create_requests()) == 1
+
+
 def test_connection_lost_before_twilio_created_it_is_sent_on_the_retry(db, fake_twilio, checkin):
     fake_twilio.drop_next()
     now = utcnow()
@@ -179,6 +198,17 @@ def test_connection_lost_before_twilio_created_it_is_sent_on_the_retry(db, fake_
     row = _rows(db, s)[0]
     assert row.status == "sent" and len(fake_twilio.sent()) == 1
     assert len(fake_twilio.list_requests()) == 1 and len(fake_twilio.create_requests()) == 2
+
+
+def test_gateway_timeout_counts_as_maybe_sent_and_is_checked_before_resending(db, fake_twilio, checkin):
+    fake_twilio.fail_next(status=504, message="Gateway Timeout")
+    now = utcnow()
+    s = _session(db, now)
+    dispatch.dispatch_inline(now)
+    row = _rows(db, s)[0]
+    assert (row.status, row.error_code) == ("scheduled", "ambiguous")
+    dispatch.dispatch_inline(row.next_attempt_at + timedelta(seconds=1))
+    assert _rows(db, s)[0].status == "sent" and len(fake_twilio.list_requests()) == 1
 
 
 def test_ambiguous_retry_creates_nothing_while_twilio_cannot_be_asked(db, fake_twilio, checkin):

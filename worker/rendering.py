@@ -24,9 +24,21 @@ class Rendered:
     html: Optional[str] = None
 
 
-def local_time_text(when: datetime, tz: str) -> str:
+_ES_DAYS = ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"]
+_ES_MONTHS = ["ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"]
+
+
+def local_time_text(when: datetime, tz: str, lang: str = "en") -> str:
+    """The visit's time as the patient reads it: their zone, their language."""
     local = when.astimezone(ZoneInfo(tz))
+    if lang == "es":
+        return f"{_ES_DAYS[local.weekday()]} {local.day} de {_ES_MONTHS[local.month - 1]} a las {local:%H:%M}"
     return f"{local:%a %b} {local.day} at {local:%I:%M %p}".replace(" 0", " ")
+
+
+def local_date_text(when: datetime, tz: str, lang: str = "en") -> str:
+    local = when.astimezone(ZoneInfo(tz))
+    return f"{local.day} de {_ES_MONTHS[local.month - 1]}" if lang == "es" else f"{local:%b} {local.day}"
 
 
 def base_context(settings: Settings) -> dict[str, Any]:
@@ -44,9 +56,8 @@ def message_context(db: Session, msg: Message, settings: Settings) -> tuple[str,
         ctx["first_name"] = patient.first_name
     if session is not None:
         tz = patient.timezone if patient else settings.clinic_timezone
-        ctx["start_local"] = local_time_text(session.scheduled_start, tz)
-        start = session.scheduled_start.astimezone(ZoneInfo(tz))
-        ctx["start_date"] = f"{start:%b} {start.day}"
+        ctx["start_local"] = local_time_text(session.scheduled_start, tz, lang)
+        ctx["start_date"] = local_date_text(session.scheduled_start, tz, lang)
         ctx["driver_name"] = session.driver_name
     step = get_protocol(settings).step(msg.step or "") if msg.step else None
     ctx["links"] = links_for(settings, msg.id, step.expects if step else "none")

@@ -66,14 +66,14 @@ def _settings_for_links(settings):
 def sample_context(settings, lang: str) -> dict[str, Any]:
     """Everything any template may use, with realistic (long-ish) values."""
     from .links import links_for
-    from .rendering import local_time_text
+    from .rendering import local_date_text, local_time_text
 
     link_settings = _settings_for_links(settings)
     links: dict[str, Any] = {}
     for expects in ("yes_no", "home", "mood", "phq9"):
         links.update(links_for(link_settings, SAMPLE_MESSAGE_ID, expects))
     clinic = settings.clinic_name if settings.clinic_name and settings.clinic_name != "the clinic" else SAMPLE_CLINIC
-    start = datetime(2027, 9, 29, 14, 30, tzinfo=timezone.utc)  # a Wednesday, two-digit day and hour
+    start = datetime(2027, 10, 30, 14, 30, tzinfo=timezone.utc)  # a Saturday ("sáb"), two-digit day and hour
     stem, items, answers = _phq9(lang)
     base = settings.public_base_url
     return {
@@ -82,8 +82,8 @@ def sample_context(settings, lang: str) -> dict[str, Any]:
         "base_url": base,
         "first_name": SAMPLE_FIRST_NAME,
         "driver_name": SAMPLE_DRIVER,
-        "start_local": local_time_text(start, "America/New_York"),
-        "start_date": "Sep 29",
+        "start_local": local_time_text(start, "America/New_York", lang),
+        "start_date": local_date_text(start, "America/New_York", lang),
         "links": links,
         "stem": stem,
         "answers": answers,

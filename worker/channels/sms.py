@@ -14,7 +14,8 @@ Errors are classified here, so the dispatcher only sees outcomes:
 reset *after* the request went out, Twilio may or may not have created the message. Such an
 attempt returns ``retry`` with ``error_code="ambiguous"``. The next attempt for that row
 (``last_error_code == "ambiguous"``), and ``reconcile()`` for a row a dead worker left in
-``sending``, first read the recipient's recent messages from Twilio: one with the same body,
+``sending``, first read the recipient's recent messages from Twilio: one with the same body
+(links aside: every render signs fresh, timestamped link tokens),
 created no earlier than the row could have been sent (``scheduled_for`` / ``created_at``
 minus a clock margin) and whose sid no other row already owns, *is* this message -> ``sent``
 with that sid, nothing is created. Only when the listing answers and shows no such message
@@ -135,6 +136,16 @@ def _never_reached(exc: requests.RequestException) -> bool:
             reason = reason.reason
         return isinstance(reason, (NewConnectionError, NameResolutionError, ConnectionRefusedError))
     return False
+
+
+_URL = re.compile(r"https?://\S+")
+
+
+def same_text(sent: Optional[str], ours: Optional[str]) -> bool:
+    """The same message, allowing for links: each attempt renders fresh signed (timestamped) tokens."""
+    if sent is None or ours is None:
+        return False
+    return sent == ours or _URL.sub("<link>", sent) == _URL.sub("<link>", ours)
 
 
 def _utc(when: Optional[datetime]) -> Optional[datetime]:
@@ -317,7 +328,7 @@ class TwilioSmsChannel(Channel):
             candidates = []
             for m in recent:
                 created = _utc(m.date_created)
-                if m.body != message.body:
+                if not same_text(m.body, message.body):
                     continue
                 if not_before is not None and created is not None and created < not_before:
                     continue
