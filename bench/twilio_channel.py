@@ -1,7 +1,7 @@
 """Benchmark: the dispatcher + Twilio channel against a fake Twilio on 127.0.0.1.
 
-    .venv/bin/python bench/twilio.py            # temp SQLite
-    BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test .venv/bin/python bench/twilio.py
+    .venv/bin/python bench/twilio_channel.py            # temp SQLite
+    BENCH_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test .venv/bin/python bench/twilio_channel.py
 
 1. 5,000 due messages through ``dispatch_inline`` (claim, render, send via the SDK, record),
    TWILIO_MAX_MPS very high: messages/s.

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Optional
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from . import checkins, flags, replies
 from .channels import Channel, OutboundMessage, Outcome, Reconciled, SendResult, get_channels
@@ -139,7 +139,7 @@ def _finish(db: Session, msg: Message, status: MessageStatus, now: datetime, err
 
 def _ineligible(db: Session, msg: Message, now: datetime) -> Optional[tuple[MessageStatus, str]]:
     """Why this claimed row must not be sent now, if it must not."""
-    session = db.get(InfusionSession, msg.session_id) if msg.session_id else None
+    session = msg.session
     if session is not None and session.status == SessionStatus.cancelled.value:
         return MessageStatus.cancelled, "session cancelled"
     if msg.expires_at is not None and now > msg.expires_at:
@@ -157,7 +157,7 @@ def _ineligible(db: Session, msg: Message, now: datetime) -> Optional[tuple[Mess
     if reason:
         return MessageStatus.skipped, reason
     msg.to_address = address
-    if msg.kind == MessageKind.step.value and msg.session_id is not None:
+    if msg.kind == MessageKind.step.value and msg.session_id is not None and _expects_reply(msg.step):
         answered = db.scalar(
             select(Checkin.id).where(
                 Checkin.session_id == msg.session_id,
@@ -168,6 +168,13 @@ def _ineligible(db: Session, msg: Message, now: datetime) -> Optional[tuple[Mess
         if answered:
             return MessageStatus.skipped, "already answered"
     return None
+
+
+def _expects_reply(step_name: Optional[str]) -> bool:
+    from .protocol import get_protocol
+
+    step = get_protocol().step(step_name or "")
+    return step is not None and step.expects != "none"
 
 
 def _claim(db: Session, message_id: int, attempts: int, now: datetime) -> bool:
@@ -202,7 +209,7 @@ def send_message(message_id: int, attempts: int, now: datetime,
     with session_scope() as db:
         if not _claim(db, message_id, attempts, now):
             return "lost-claim"
-        msg = db.get(Message, message_id)
+        msg = db.get(Message, message_id, options=[joinedload(Message.session), joinedload(Message.patient)])
         verdict = _ineligible(db, msg, now)
         if verdict is not None:
             _finish(db, msg, verdict[0], now, verdict[1])
