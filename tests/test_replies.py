@@ -145,7 +145,8 @@ def test_database_down_answers_503_so_twilio_retries(app, monkeypatch):
 
 
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(st.text(max_size=300), st.just(""), st.text(min_size=5000, max_size=20000)))
+@given(body=st.one_of(st.text(max_size=300), st.just(""), st.text(min_size=5000, max_size=20000),
+                      st.just("\U0001F600" * 200_000)))
 def test_any_body_is_stored_and_never_500(app, db, body):
     r = post_sms(app, PHONE, body)
     assert r.status_code == 200
@@ -390,6 +391,15 @@ def test_crisis_language_flags_replies_and_alerts_on_call(app, db, outbox, enque
     db.expire_all()
     alert_bodies = [db.get(Message, a.id).body for a in alerts]
     assert all(f"/flags/{crisis.id}" in b and "Alex" not in b and PHONE not in b for b in alert_bodies)
+
+
+def test_on_call_link_opens_a_page_without_phi(app, db, enqueued):
+    post_sms(app, "+12125550189", "I want to die")
+    (crisis,) = _flags(db, "crisis")
+    page = app.get(f"/flags/{crisis.id}")
+    assert page.status_code == 200 and "crisis" in page.text and "OPEN" in page.text
+    assert "+12125550189" not in page.text and "die" not in page.text
+    assert app.get("/flags/9999").status_code == 404
 
 
 def test_crisis_from_an_unknown_number_still_alerts(app, db, enqueued):

@@ -23,12 +23,13 @@ def _field(loc) -> str:
 
 
 def create_app() -> FastAPI:
-    from . import api, checkin_pages, webhooks
+    from . import api, checkin_pages, flag_pages, webhooks
 
     app = FastAPI(title="Aftercare", version="0.1.0")
     app.include_router(api.router)
     app.include_router(webhooks.router)
     app.include_router(checkin_pages.router)
+    app.include_router(flag_pages.router)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):

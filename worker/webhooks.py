@@ -22,7 +22,7 @@ from .db import utcnow
 
 router = APIRouter(prefix="/webhooks/twilio")
 log = logging.getLogger("aftercare.webhooks")
-MAX_FORM_BYTES = 64 * 1024
+MAX_FORM_BYTES = 4 * 1024 * 1024  # far above Twilio's 1,600-char bodies; bigger is not Twilio
 
 
 def public_url(request: Request) -> str:
@@ -38,7 +38,7 @@ async def signed_form(request: Request) -> tuple[Optional[dict[str, str]], Optio
     if len(raw) > MAX_FORM_BYTES:
         return None, _error(413, "request too large")
     try:
-        form = await request.form()
+        form = await request.form(max_part_size=MAX_FORM_BYTES)
     except Exception:  # noqa: BLE001 - a body that is not a form is the sender's fault
         return None, _error(400, "body: not form-encoded")
     params: dict[str, str] = {}
