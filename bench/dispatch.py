@@ -14,7 +14,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not bench/ (and its modules)

@@ -76,6 +76,8 @@ for _k in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWI
     os.environ.pop(_k, None)
 os.environ.update(BASE_ENV)
 
+pytest_plugins = ["tests.fake_twilio", "tests.smtp_server"]  # their fixtures: fake_twilio, smtp_server
+
 from worker import channels as channels_mod  # noqa: E402
 from worker.config import reset_settings  # noqa: E402
 from worker.db import reset_engines  # noqa: E402

@@ -1,6 +1,6 @@
 """The JSON API: tokens, validation naming the field, idempotent session lifecycle."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import time_machine

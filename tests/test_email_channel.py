@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.factories import make_patient, make_session
 from tests.fake_twilio import use_protocol
-from tests.smtp_server import _free_port, first, smtp_server  # noqa: F401
+from tests.smtp_server import _free_port, first
 from worker import dispatch
 from worker.channels import OutboundMessage, Reconciled
 from worker.channels.email import SmtpEmailChannel

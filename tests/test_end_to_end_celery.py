@@ -80,7 +80,7 @@ def test_worker_and_beat_deliver_each_step_on_time(celery_stack, db):
         time.sleep(0.1)
     assert len(arrivals) == 3, arrivals
     by_step = {}
-    for when, mid, body in arrivals:
+    for when, _mid, body in arrivals:
         step = "pickup" if "picked up" in body else "home" if "HOME" in body else "tips"
         by_step[step] = when - t0
     # each arrives after it is due and within one tick (1 s) plus slack

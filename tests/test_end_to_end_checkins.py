@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from tests.fake_twilio import fake_twilio, use_protocol  # noqa: F401
+from tests.fake_twilio import use_protocol
 from tests.live import free_port, post_signed_sms, wait_for, web_server, worker_and_beat
 from worker.config import reset_settings
 
@@ -46,7 +46,7 @@ def test_phq9_by_sms_item9_reaches_on_call_within_seconds(live, monkeypatch, tmp
     assert wait_for(lambda: len(to_patient()) >= 2), "intro and first question not sent"
     assert "Over the last 2 weeks" in to_patient()[0].body
     for n, answer in enumerate(["1", "1", "0", "2", "1", "0", "1", "0"], start=1):
-        assert wait_for(lambda: any(m.body.startswith(f"{n}/9") for m in to_patient())), f"question {n} missing"
+        assert wait_for(lambda n=n: any(m.body.startswith(f"{n}/9") for m in to_patient())), f"question {n} missing"
         assert post_signed_sms(base, base, fake.auth_token, PATIENT_PHONE, answer).status_code == 200
     assert wait_for(lambda: any(m.body.startswith("9/9") for m in to_patient()))
     t0 = time.time()

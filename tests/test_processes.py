@@ -8,7 +8,6 @@ import sys
 import time
 
 import httpx
-import pytest
 
 from tests.live import free_port, web_server
 from worker.cli import main

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import make_patient, make_session
-from tests.fake_twilio import fake_twilio, use_protocol  # noqa: F401
+from tests.fake_twilio import use_protocol
 from worker.ratelimit import LocalRateLimiter, RedisRateLimiter, limiter_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import make_patient, make_session
-from tests.fake_twilio import FROM_NUMBER, fake_twilio, use_protocol  # noqa: F401
+from tests.fake_twilio import FROM_NUMBER, use_protocol
 from worker import dispatch
 from worker.channels import OutboundMessage, Reconciled, get_channels, reset_channels
 from worker.channels.sms import TwilioSmsChannel

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.factories import make_patient, make_session
-from tests.fake_twilio import fake_twilio, use_protocol  # noqa: F401
+from tests.fake_twilio import use_protocol
 from worker import dispatch
 from worker.db import utcnow
 from worker.models import Flag, Message

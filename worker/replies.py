@@ -118,25 +118,25 @@ def queue_message(db: Session, *, kind: MessageKind, key: str, template: str, ch
     return msg
 
 
-def _auto_reply(db: Session, reply: Reply, template: str, now: datetime, context: Optional[dict] = None,
-                urgent: bool = False) -> None:
-    recipient = "patient" if reply.patient_id else "sender"
+def _auto_reply(db: Session, reply: Reply, template: str, now: datetime, context: Optional[dict] = None) -> None:
+    """An answer to the sender (HELP, a clarifying question); it honours their opt-out."""
     queue_message(db, kind=MessageKind.reply, key=f"r{reply.id}:{template}", template=template, channel="sms",
                   to=reply.from_address, now=now, patient_id=reply.patient_id, session_id=reply.session_id,
-                  step=reply.step, recipient=recipient, context={**(context or {}), "urgent": urgent})
+                  step=reply.step, recipient="patient" if reply.patient_id else "sender", context=context)
 
 
 # -- crisis -----------------------------------------------------------------------------------
 def raise_crisis(db: Session, now: datetime, *, reply: Optional[Reply], patient_id: Optional[int],
                  session_id: Optional[int], step: Optional[str], detail: str, key: str,
-                 reply_to: Optional[str] = None, reply_channel: str = "sms") -> None:
+                 reply_to: Optional[str] = None) -> None:
     """Flag `crisis`, answer the patient with 988/911 and the clinic's phone, alert on-call at once."""
     settings = get_settings()
     flag = flags.raise_flag(db, FlagKind.crisis, now, patient_id=patient_id, session_id=session_id, step=step,
                             reply_id=reply.id if reply else None, detail=detail, dedupe_key=key)
     if reply_to:
+        # urgent: goes even to a number that opted out -- it answers a message they just sent
         queue_message(db, kind=MessageKind.reply, key=f"{key}:reply", template="crisis_reply",
-                      channel=reply_channel, to=reply_to, now=now, patient_id=patient_id, session_id=session_id,
+                      channel="sms", to=reply_to, now=now, patient_id=patient_id, session_id=session_id,
                       step=step, recipient="patient" if patient_id else "sender", context={"urgent": True})
     flag_url = f"{settings.public_base_url}/flags/{flag.id}"
     for channel, contacts in (("sms", settings.oncall_sms_list), ("email", settings.oncall_email_list)):
@@ -181,8 +181,7 @@ def _close(checkin: Checkin, now: datetime, score: Optional[int]) -> None:
     checkin.updated_at = now
 
 
-def apply_answer(db: Session, checkin: Checkin, reply: Reply, value: Value, now: datetime,
-                 reply_channel: str = "sms") -> str:
+def apply_answer(db: Session, checkin: Checkin, reply: Reply, value: Value, now: datetime) -> str:
     """Record a valid answer on its check-in and raise what it calls for. Returns the outcome."""
     common = dict(patient_id=checkin.patient_id, session_id=checkin.session_id, step=checkin.step,
                   reply_id=reply.id)
