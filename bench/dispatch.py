@@ -23,17 +23,14 @@ SERVER = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127
 
 
 def fresh_database() -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    """A new PostgreSQL database for this run (dropped at exit)."""
+    import atexit
 
-    base = make_url(SERVER)
-    name = "aftercare_bench"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    from tests.pgtools import private_database
+
+    url, drop = private_database(SERVER, "bench")
+    atexit.register(drop)
+    return url
 
 
 def main() -> None:

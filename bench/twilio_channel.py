@@ -39,27 +39,9 @@ def _database() -> tuple[str, callable]:
         return f"sqlite:///{tmp / 'bench.db'}", lambda: None
     if not url.startswith("postgresql"):
         return url, lambda: None
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.pgtools import private_database
 
-    base = make_url(url)
-    name = f"aftercare_bench_{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception:  # noqa: BLE001 - no CREATEDB right: use the database as given
-        return url, admin.dispose
-
-    def drop():
-        from worker.db import reset_engines
-
-        reset_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
+    return private_database(url, "bench")
 
 
 def _reset() -> None:

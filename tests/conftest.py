@@ -22,42 +22,15 @@ TMP = Path(tempfile.mkdtemp(prefix="aftercare-tests-"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _private_pg_database(url: str) -> str:
-    """A database of this run's own (dropped at exit), so parallel runs never collide.
-
-    Falls back to the given database when the role may not create databases.
-    """
-    import atexit
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    name = f"{base.database}_run{os.getpid()}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception:  # noqa: BLE001 - no CREATEDB right, or no server: use the URL as given
-        admin.dispose()
-        return url
-
-    def _drop():
-        from worker.db import reset_engines
-
-        reset_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    atexit.register(_drop)
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
 TEST_DB = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{TMP / 'test.db'}"
 IS_PG = TEST_DB.startswith("postgresql")
 if IS_PG:
-    TEST_DB = _private_pg_database(TEST_DB)
+    import atexit
+
+    from tests.pgtools import private_database
+
+    TEST_DB, _drop_test_db = private_database(TEST_DB)
+    atexit.register(_drop_test_db)
 
 # The app reads its configuration from the environment: set it before anything imports it.
 BASE_ENV = {
