@@ -327,6 +327,15 @@ def test_reconcile_ignores_same_text_sent_before_this_row_could_be_sent(db, fake
     assert len(fake.sent()) == 1
 
 
+def test_reconcile_bounds_by_when_the_row_was_due_not_only_created(db, fake_twilio):
+    """mood_day1 and mood_day3 share a text and are created together: day 3 must not "find" day 1."""
+    channel = TwilioSmsChannel.from_settings(get_settings())
+    channel.client.messages.create(to=PATIENT_PHONE, from_=FROM_NUMBER, body="same words")  # day 1, sent now
+    day3 = OutboundMessage(id=999_998, channel="sms", to=PATIENT_PHONE, body="same words",
+                           created_at=utcnow() - timedelta(days=1), scheduled_for=utcnow() + timedelta(days=2))
+    assert channel.reconcile(day3)[0] == Reconciled.not_found
+
+
 def test_logs_never_show_the_number_or_the_text(db, fake_twilio, checkin, caplog, monkeypatch):
     monkeypatch.setattr("worker.channels.sms.HTTP_TIMEOUT", 0.5)
     caplog.set_level(logging.DEBUG)

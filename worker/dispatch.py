@@ -128,6 +128,7 @@ def _outbound(msg: Message) -> OutboundMessage:
         attempts=msg.attempts,
         last_error_code=msg.error_code,
         created_at=msg.created_at,
+        scheduled_for=msg.scheduled_for,
     )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from . import flags, phq9
 from .config import get_settings
 from .crisis import contains_crisis_language
-from .db import session_scope
+from .db import is_postgres, session_scope
 from .models import (
     Checkin,
     CheckinStatus,
@@ -305,7 +305,7 @@ def process(reply_id: int, now: datetime) -> None:
     """
     with session_scope() as db:
         q = select(Reply).where(Reply.id == reply_id)
-        if db.get_bind().dialect.name == "postgresql":
+        if is_postgres(db):
             q = q.with_for_update()
         reply = db.scalar(q)
         if reply is None or reply.processed_at is not None:

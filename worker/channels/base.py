@@ -55,6 +55,7 @@ class OutboundMessage:
     attempts: int = 1  # this attempt's number
     last_error_code: Optional[str] = None  # how the previous attempt ended, if any
     created_at: Optional[datetime] = None
+    scheduled_for: Optional[datetime] = None  # with created_at: the earliest it can have been sent
     headers: dict[str, str] = field(default_factory=dict)
 
 

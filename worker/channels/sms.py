@@ -288,21 +288,8 @@ class TwilioSmsChannel(Channel):
 
     def _not_before(self, message: OutboundMessage) -> Optional[datetime]:
         """The earliest moment this row can have been handed to Twilio (minus clock margin)."""
-        floor = _utc(message.created_at)
-        try:
-            from ..db import session_scope
-            from ..models import Message
-
-            with session_scope() as db:
-                row = db.get(Message, message.id)
-                if row is not None:
-                    for when in (row.created_at, row.scheduled_for):
-                        when = _utc(when)
-                        if when is not None and (floor is None or when > floor):
-                            floor = when
-        except Exception:  # noqa: BLE001 - the row's created_at is a safe (wider) bound
-            log.debug("message %s: could not read its schedule for the listing bound", message.id)
-        return floor - CLOCK_MARGIN if floor is not None else None
+        bounds = [_utc(w) for w in (message.created_at, message.scheduled_for) if w is not None]
+        return max(bounds) - CLOCK_MARGIN if bounds else None
 
     def _owned_elsewhere(self, message: OutboundMessage, sids: list[str]) -> set[str]:
         """Sids that already belong to other rows (the same text sent earlier, e.g. a clarify)."""
