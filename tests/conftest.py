@@ -209,15 +209,11 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def redis_server():
     """127.0.0.1:6379 if it runs, else a throw-away redis-server, else skip (fail in CI)."""
+    from tests.live import free_port
+
     if _port_open("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379"
         return

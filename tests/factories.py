@@ -33,6 +33,17 @@ def make_session(db: Session, patient: Patient, start: datetime, ended: Optional
     return s
 
 
+def completed_session(db: Session, ended: datetime, patient: Optional[Patient] = None,
+                      now: Optional[datetime] = None, **patient_kw) -> InfusionSession:
+    """A one-hour session that ended at `ended`, its messages scheduled (as of `now`), committed."""
+    from worker.scheduling import sync_session
+
+    s = make_session(db, patient or make_patient(db, **patient_kw), ended - timedelta(hours=1), ended=ended)
+    sync_session(db, s, now or ended)
+    db.commit()
+    return s
+
+
 def at(text: str) -> datetime:
     """'2027-03-13T23:30-05:00' -> aware datetime."""
     return datetime.fromisoformat(text)

@@ -5,7 +5,6 @@ Use in a test module: ``from tests.smtp_server import smtp_server  # noqa: F401`
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass
 from email import message_from_bytes, policy
@@ -13,6 +12,8 @@ from email.message import EmailMessage
 from typing import Optional
 
 import pytest
+
+from tests.live import free_port
 
 
 @dataclass
@@ -67,7 +68,7 @@ class SmtpServer:
         from aiosmtpd.controller import Controller
 
         self.recorder = SmtpRecorder()
-        self.port = _free_port()
+        self.port = free_port()
         self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port,
                                      authenticator=self.recorder.authenticate, auth_require_tls=False)
 
@@ -92,11 +93,6 @@ class SmtpServer:
     def defer(self, n: int = 1) -> None:
         self.recorder.defer_next = n
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from tests.factories import at, make_patient, make_session
+from tests.factories import at, completed_session, make_patient, make_session
 from worker import dispatch, urgent
 from worker.links import make_token
 from worker.models import Checkin, Flag, Message, Reply
@@ -32,11 +32,8 @@ _CLOCK = None
 @pytest.fixture
 def email_patient(db, outbox, monkeypatch):
     monkeypatch.setattr(urgent, "enqueue", lambda mid: None)
-    p = make_patient(db, preferred_channel="email", language="en")
-    s = make_session(db, p, END - timedelta(hours=1), ended=END)
-    sync_session(db, s, END)
-    db.commit()
-    return p, s
+    s = completed_session(db, END, preferred_channel="email", language="en")
+    return s.patient, s
 
 
 def _send(db, outbox, when):
@@ -183,10 +180,7 @@ def test_phq9_form_item9_raises_crisis_and_shows_988(client, db, outbox, email_p
 
 def test_spanish_patient_gets_spanish_pages(client, db, outbox, monkeypatch):
     monkeypatch.setattr(urgent, "enqueue", lambda mid: None)
-    p = make_patient(db, preferred_channel="email", language="es")
-    s = make_session(db, p, END - timedelta(hours=1), ended=END)
-    sync_session(db, s, END)
-    db.commit()
+    completed_session(db, END, preferred_channel="email", language="es")
     path = _phq9_path(db, outbox)
     with time_machine.travel(END + timedelta(days=7, hours=1), tick=False):
         r = client.get(path)

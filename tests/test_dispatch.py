@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from tests.factories import at, make_patient, make_session
+from tests.factories import at, completed_session, make_patient, make_session
 from worker import dispatch
 from worker.channels import Channel, Reconciled, SendResult
 from worker.models import Flag, Message, SessionStatus, SmsOptOut
@@ -17,11 +17,7 @@ END = at("2027-06-10T11:00-04:00")
 
 @pytest.fixture
 def completed(db):
-    p = make_patient(db)
-    s = make_session(db, p, END - timedelta(hours=1), ended=END)
-    sync_session(db, s, END)
-    db.commit()
-    return s
+    return completed_session(db, END)
 
 
 def _row(db, session, step, channel="sms"):

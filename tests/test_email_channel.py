@@ -8,16 +8,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_patient, make_session
+from tests.factories import completed_session
 from tests.fake_twilio import use_protocol
-from tests.smtp_server import _free_port, first
+from tests.live import free_port
+from tests.smtp_server import first
 from worker import dispatch
 from worker.channels import OutboundMessage, Reconciled
 from worker.channels.email import SmtpEmailChannel
 from worker.config import reset_settings
 from worker.db import utcnow
 from worker.models import Flag, Message
-from worker.scheduling import sync_session
 
 TO = "patient1@example.org"
 
@@ -28,10 +28,7 @@ def email_step(monkeypatch, tmp_path):
 
 
 def _sent_session(db, now, **patient):
-    p = make_patient(db, **patient)
-    s = make_session(db, p, now - timedelta(hours=1), ended=now - timedelta(seconds=5))
-    sync_session(db, s, now)
-    db.commit()
+    s = completed_session(db, now - timedelta(seconds=5), now=now, **patient)
     dispatch.dispatch_inline(now)
     db.expire_all()
     return db.scalar(select(Message).where(Message.session_id == s.id, Message.channel == "email"))
@@ -82,7 +79,7 @@ def test_temporary_refusal_is_retried_then_delivered(db, smtp_server, email_step
 
 
 def test_unreachable_mail_server_is_retried(db, email_step, monkeypatch):
-    monkeypatch.setenv("SMTP_URL", f"smtp://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("SMTP_URL", f"smtp://127.0.0.1:{free_port()}")
     monkeypatch.setenv("MAIL_FROM", "care@northside.example.org")
     reset_settings()
     row = _sent_session(db, utcnow())

@@ -103,7 +103,7 @@ def test_limiter_is_shared_redis_for_a_redis_broker_and_per_process_otherwise():
 
 def test_unreachable_redis_limiter_sends_nothing_and_loses_nothing(db, fake_twilio, monkeypatch, tmp_path):
     """No unpaced sending when the shared limiter is gone; the row stays due for a later tick."""
-    from tests.smtp_server import _free_port
+    from tests.live import free_port
     from worker import dispatch
     from worker.config import reset_settings
     from worker.db import utcnow
@@ -112,7 +112,7 @@ def test_unreachable_redis_limiter_sends_nothing_and_loses_nothing(db, fake_twil
     from worker.scheduling import sync_session
 
     use_protocol(monkeypatch, tmp_path, {"name": "mood_now"})
-    monkeypatch.setenv("BROKER_URL", f"redis://127.0.0.1:{_free_port()}/0")
+    monkeypatch.setenv("BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
     reset_settings()
     now = utcnow()
     s = make_session(db, make_patient(db), now - timedelta(hours=1), ended=now - timedelta(seconds=5))

@@ -7,7 +7,7 @@ import time_machine
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from sqlalchemy import func, select
 
-from tests.factories import at, make_patient, make_session
+from tests.factories import at, completed_session, make_patient, make_session
 from tests.inbound import AUTH_TOKEN, post_sms, sms_params
 from worker import dispatch, replies, urgent
 from worker.models import Checkin, Flag, Message, Reply, SmsOptOut
@@ -62,11 +62,8 @@ def _send_until(db, outbox, when):
 
 
 def _session(db, patient=None, **pkw):
-    p = patient or make_patient(db, **pkw)
-    s = make_session(db, p, END - timedelta(hours=1), ended=END)
-    sync_session(db, s, END)
-    db.commit()
-    return p, s
+    s = completed_session(db, END, patient, **pkw)
+    return s.patient, s
 
 
 def _open_step(db, outbox, when, **pkw):

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.factories import make_patient, make_session
+from tests.factories import completed_session, make_session
 from tests.fake_twilio import FROM_NUMBER, use_protocol
 from worker import dispatch
 from worker.channels import OutboundMessage, Reconciled, get_channels, reset_channels
@@ -28,11 +28,7 @@ def checkin(monkeypatch, tmp_path):
 
 
 def _session(db, now, **patient):
-    p = make_patient(db, **patient)
-    s = make_session(db, p, now - timedelta(hours=1), ended=now - timedelta(seconds=5))
-    sync_session(db, s, now)
-    db.commit()
-    return s
+    return completed_session(db, now - timedelta(seconds=5), now=now, **patient)
 
 
 def _rows(db, session, channel=None):
@@ -227,9 +223,9 @@ def test_ambiguous_retry_creates_nothing_while_twilio_cannot_be_asked(db, fake_t
 
 
 def test_unreachable_twilio_is_retried_as_certainly_not_sent(db, fake_twilio, checkin, monkeypatch):
-    from tests.smtp_server import _free_port
+    from tests.live import free_port
 
-    monkeypatch.setenv("TWILIO_API_URL", f"http://127.0.0.1:{_free_port()}")  # nothing listens there
+    monkeypatch.setenv("TWILIO_API_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
     reset_settings()
     reset_channels()
     now = utcnow()
