@@ -26,11 +26,23 @@ def fresh_database() -> str:
     """A new PostgreSQL database for this run (dropped at exit)."""
     import atexit
 
-    from tests.pgtools import private_database
+    from tests.support.pgtools import private_database
 
     url, drop = private_database(SERVER, "bench")
     atexit.register(drop)
     return url
+
+
+def tick(out, now: datetime, enqueue) -> int:
+    """One pass of the four beat entries (stale sends, check-in timers, pending replies, due sends),
+    as the old single dispatcher tick did; returns how many rows were handed to `enqueue`."""
+    from worker.jobs import periodic
+    from worker.outbound import dispatch
+
+    periodic.stale_sends(out, now)
+    periodic.checkin_timers(out.ctx, now)
+    periodic.pending_replies(out.ctx, now)
+    return dispatch.dispatch_due(out, now, enqueue)
 
 
 def main() -> None:
@@ -39,20 +51,25 @@ def main() -> None:
                       CLINIC_PHONE="(212) 555-0100", SECRET_KEY="bench")
     from sqlalchemy import text
 
-    from worker import dispatch
     from worker.channels import ConsoleChannel
-    from worker.db import get_engine
-    from worker.migrate import upgrade
+    from worker.core.config import load_settings
+    from worker.core.context import build_context
+    from worker.core.db import Database
+    from worker.core.migrate import upgrade
+    from worker.outbound import dispatch
+    from worker.outbound.runtime import build_outbound
 
     import logging
 
     logging.basicConfig(level=logging.WARNING)
 
-    upgrade(url)
-    engine = get_engine()
+    database = Database(url)
+    upgrade(database)
+    engine = database.engine
     now = datetime(2027, 6, 10, 15, 0, tzinfo=timezone.utc)
     sink = io.StringIO()
     channels = {"sms": ConsoleChannel("sms", sink), "email": ConsoleChannel("email", sink)}
+    out = build_outbound(build_context(load_settings(), database), channels)
 
     def insert(count: int, offset_sql: str, prefix: str) -> None:
         with engine.begin() as conn:
@@ -82,10 +99,10 @@ def main() -> None:
         t0 = time.perf_counter()
         while True:
             futures = []
-            r = dispatch.tick(now, lambda mid, att: futures.append(
-                pool.submit(dispatch.send_message, mid, att, now, channels)))
+            enqueued = tick(out, now, lambda mid, att: futures.append(
+                pool.submit(dispatch.send_message, out, mid, att, now)))
             [f.result() for f in futures]
-            if not r.enqueued:
+            if not enqueued:
                 break
         elapsed = time.perf_counter() - t0
         pool.shutdown()
@@ -99,7 +116,7 @@ def main() -> None:
         samples = []
         for _ in range(rounds):
             t = time.perf_counter()
-            dispatch.tick(now, lambda mid, att: None)
+            tick(out, now, lambda mid, att: None)
             samples.append(time.perf_counter() - t)
         return statistics.median(samples) * 1000
 

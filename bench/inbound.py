@@ -29,8 +29,8 @@ CLIENTS = 4
 
 
 def main() -> None:
-    from tests.fake_twilio import FakeTwilio
-    from tests.live import free_port, post_signed_sms, wait_for, web_server, worker_and_beat
+    from tests.support.fake_twilio import FakeTwilio
+    from tests.support.live import free_port, post_signed_sms, wait_for, web_server, worker_and_beat
 
     url = fresh_database()
     fake = FakeTwilio().start()
@@ -45,25 +45,30 @@ def main() -> None:
     import redis
 
     redis.Redis.from_url(REDIS).flushdb()
-    from worker.db import session_scope, utcnow
-    from worker.migrate import upgrade
-    from worker.models import Checkin, InfusionSession, Patient
+    from worker.core.config import load_settings
+    from worker.core.context import build_context
+    from worker.core.db import Database, utcnow
+    from worker.core.migrate import upgrade
+    from worker.core.models import Checkin, Expects, InfusionSession, Patient, SessionStatus
+    from worker.outbound.runtime import build_outbound
 
-    upgrade(url)
+    database = Database(url)
+    upgrade(database)
+    ctx = build_context(load_settings(), database)  # this process's composition root: the app and the worker
     now = utcnow()
     phones = [f"+1212555{n:04d}" for n in range(1000, 1200)]
-    with session_scope() as db:  # 200 patients, each with an open mood check-in
+    with database.scope() as db:  # 200 patients, each with an open mood check-in
         for phone in phones:
             p = Patient(first_name="Bench", phone=phone, timezone="America/New_York", sms_consent=True)
             s = InfusionSession(patient=p, scheduled_start=now - timedelta(hours=30),
-                                ended_at=now - timedelta(hours=24), status="completed")
+                                ended_at=now - timedelta(hours=24), status=SessionStatus.completed)
             db.add_all([p, s])
             db.flush()
-            db.add(Checkin(session_id=s.id, patient_id=p.id, step="mood_day1", expects="mood", opened_at=now,
+            db.add(Checkin(session_id=s.id, patient_id=p.id, step="mood_day1", expects=Expects.mood, opened_at=now,
                            closes_at=now + timedelta(days=3), state={}))
 
     bodies = ["7", "a 6 today", "YES", "seven", "hello?", "I'm ok thanks", "8/10", "STOP", "START", "HELP"]
-    with web_server(port):
+    with web_server(ctx, port):
         # 1. inbound rate (no worker running: auto-replies wait in Redis, as they would under load)
         def one(i: int) -> int:
             return post_signed_sms(base, base, fake.auth_token, phones[i % len(phones)], bodies[i % len(bodies)]
@@ -82,7 +87,7 @@ def main() -> None:
 
         # 2. crisis latency through a real worker
         redis.Redis.from_url(REDIS).flushdb()  # drop the queued auto-replies of part 1
-        with worker_and_beat(os.path.join(tempfile.mkdtemp(), "beat")):
+        with worker_and_beat(build_outbound(ctx), os.path.join(tempfile.mkdtemp(), "beat")):
             time.sleep(2)
             latencies = []
             for run in range(20):
@@ -95,6 +100,7 @@ def main() -> None:
         print(f"crisis reply -> on-call SMS at the fake Twilio: median {statistics.median(latencies) * 1000:.0f} ms,"
               f" worst {max(latencies) * 1000:.0f} ms over {len(latencies)} runs")
     fake.stop()
+    database.dispose()
 
 
 if __name__ == "__main__":

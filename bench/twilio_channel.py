@@ -39,55 +39,54 @@ def _database() -> tuple[str, callable]:
         return f"sqlite:///{tmp / 'bench.db'}", lambda: None
     if not url.startswith("postgresql"):
         return url, lambda: None
-    from tests.pgtools import private_database
+    from tests.support.pgtools import private_database
 
     return private_database(url, "bench")
 
 
-def _reset() -> None:
-    from worker import channels
-    from worker.config import reset_settings
-    from worker.protocol import _cached
+def _runtime(database):
+    """This process's composition root, from the environment as it is now (as a restarted process would)."""
+    from worker.core.config import load_settings
+    from worker.core.context import build_context
+    from worker.outbound.runtime import build_outbound
 
-    reset_settings()
-    channels.reset_channels()
-    _cached.cache_clear()
+    return build_outbound(build_context(load_settings(), database))
 
 
-def _create_due(n: int, offset: int) -> None:
-    from worker.db import session_scope, utcnow
-    from worker.models import InfusionSession, Patient
-    from worker.scheduling import sync_session
+def _create_due(out, n: int, offset: int) -> None:
+    from worker.care.scheduling import sync_session
+    from worker.core.db import utcnow
+    from worker.core.models import InfusionSession, Patient, SessionStatus
 
     now = utcnow()
-    with session_scope() as db:
+    with out.ctx.db.scope() as db:
         for i in range(n):
             k = offset + i
             p = Patient(first_name="Alex", last_name=f"Bench{k}", phone=f"+12125550{100 + k % 100}",
                         email=f"bench{k}@example.org", timezone="America/New_York", language="en",
                         preferred_channel="sms", sms_consent=True, email_consent=True)
             s = InfusionSession(patient=p, scheduled_start=now - timedelta(hours=1),
-                                ended_at=now - timedelta(seconds=5), driver_name="Sam", status="completed")
+                                ended_at=now - timedelta(seconds=5), driver_name="Sam", status=SessionStatus.completed)
             db.add_all([p, s])
             db.flush()
-            sync_session(db, s, now)
+            sync_session(db, s, now, out.ctx.protocol)
 
 
-def _dispatch_all() -> int:
-    from worker import dispatch
-    from worker.db import utcnow
+def _dispatch_all(out) -> int:
+    from worker.core.db import utcnow
+    from worker.jobs.periodic import run_inline
 
     total = 0
     while True:
-        res = dispatch.dispatch_inline(utcnow())
-        total += res.enqueued
-        if res.enqueued == 0:
+        res = run_inline(out, utcnow())
+        total += res.sent
+        if res.sent == 0:
             return total
 
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING)
-    from tests.fake_twilio import FROM_NUMBER, FakeTwilio
+    from tests.support.fake_twilio import FROM_NUMBER, FakeTwilio
 
     fake = FakeTwilio().start()
     url, cleanup = _database()
@@ -102,19 +101,22 @@ def main() -> int:
     })
     for k in ("SMTP_URL", "TWILIO_MESSAGING_SERVICE_SID"):
         os.environ.pop(k, None)
-    _reset()
-    try:
-        from worker.migrate import upgrade
+    from worker.core.db import Database
 
-        upgrade(url)
+    database = Database(url)
+    try:
+        from worker.core.migrate import upgrade
+
+        upgrade(database)
+        out = _runtime(database)
         print(f"database: {url.split('@')[-1]}   fake Twilio: {fake.url}")
 
         # 1. through the dispatcher
         t = time.perf_counter()
-        _create_due(N_DISPATCH, 0)
+        _create_due(out, N_DISPATCH, 0)
         print(f"created {N_DISPATCH} due messages in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
-        handled = _dispatch_all()
+        handled = _dispatch_all(out)
         elapsed = time.perf_counter() - t
         sent = len(fake.sent())
         assert handled == N_DISPATCH and sent == N_DISPATCH, (handled, sent)
@@ -136,11 +138,11 @@ def main() -> int:
 
         # 3. paced at TWILIO_MAX_MPS=20
         os.environ["TWILIO_MAX_MPS"] = str(PACED_MPS)
-        _reset()
-        _create_due(N_PACED, N_DISPATCH)
+        out = _runtime(database)
+        _create_due(out, N_PACED, N_DISPATCH)
         before = len(fake.create_requests())
         t = time.perf_counter()
-        _dispatch_all()
+        _dispatch_all(out)
         elapsed = time.perf_counter() - t
         stamps = sorted(r.at for r in fake.create_requests()[before:])
         assert len(stamps) == N_PACED, len(stamps)
@@ -150,6 +152,7 @@ def main() -> int:
               f"{achieved / PACED_MPS:.0%} of the limit; most in any 1-s window: {window}")
     finally:
         fake.stop()
+        database.dispose()
         cleanup()
     return 0
 

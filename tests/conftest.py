@@ -13,7 +13,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ IS_PG = TEST_DB.startswith("postgresql")
 if IS_PG:
     import atexit
 
-    from tests.pgtools import private_database
+    from tests.support.pgtools import private_database
 
     TEST_DB, _drop_test_db = private_database(TEST_DB)
     atexit.register(_drop_test_db)
@@ -49,11 +48,14 @@ for _k in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER", "TWI
     os.environ.pop(_k, None)
 os.environ.update(BASE_ENV)
 
-pytest_plugins = ["tests.fake_twilio", "tests.smtp_server"]  # their fixtures: fake_twilio, smtp_server
+pytest_plugins = ["tests.support.fake_twilio", "tests.support.smtp_server"]  # their fixtures: fake_twilio, smtp_server
 
-from worker import channels as channels_mod  # noqa: E402
-from worker.config import reset_settings  # noqa: E402
-from worker.db import reset_engines  # noqa: E402
+from worker.channels import ConsoleChannel  # noqa: E402
+from worker.core.db import Database  # noqa: E402
+from tests.support.stack import Stack  # noqa: E402
+
+# One engine for the test database, shared by every test's context (and closed at the end).
+DATABASE = Database(TEST_DB)
 
 
 def missing_service(what: str) -> None:
@@ -80,36 +82,32 @@ def pytest_collection_modifyitems(config, items):
 def _reset_schema() -> None:
     from sqlalchemy import text
 
-    from worker.db import engine_for
-    from worker.migrate import upgrade
+    from worker.core.migrate import upgrade
 
-    engine = engine_for(TEST_DB)
     if IS_PG:
         try:
-            with engine.begin() as conn:
+            with DATABASE.engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             missing_service(f"PostgreSQL at {TEST_DB} ({type(exc).__name__})")
-    upgrade(TEST_DB)
+    upgrade(DATABASE)
 
 
 @pytest.fixture(scope="session")
 def migrated():
-    reset_settings()
-    reset_engines()
     _reset_schema()
     yield TEST_DB
+    DATABASE.dispose()
 
 
 def _truncate() -> None:
     from sqlalchemy import text
 
-    from worker.db import engine_for
-    from worker.models import Base
+    from worker.core.models import Base
 
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with engine_for(TEST_DB).begin() as conn:
+    with DATABASE.engine.begin() as conn:
         if IS_PG:
             conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
@@ -119,18 +117,24 @@ def _truncate() -> None:
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    """Every test starts from the base environment, fresh settings and cached objects."""
+    """Every test starts from the base environment."""
     for k, v in BASE_ENV.items():
         monkeypatch.setenv(k, v)
-    reset_settings()
-    channels_mod.reset_channels()
-    from worker.protocol import _cached
-
-    _cached.cache_clear()
     yield
-    reset_settings()
-    channels_mod.reset_channels()
-    _cached.cache_clear()
+
+
+@pytest.fixture
+def stack():
+    """This test's composition root: context and runtime built from the environment on first use.
+
+    A test (or fixture) that changes the environment afterwards calls `stack.reload()`.
+    """
+    return Stack(DATABASE)
+
+
+@pytest.fixture
+def ctx(stack):
+    return stack.ctx
 
 
 @pytest.fixture
@@ -141,29 +145,28 @@ def db_clean(migrated):
 
 @pytest.fixture
 def db(db_clean):
-    from worker.db import new_session
-
-    s = new_session()
+    s = DATABASE.session()
     yield s
     s.close()
 
 
 @pytest.fixture
-def settings():
-    from worker.config import get_settings
-
-    return get_settings()
+def settings(stack):
+    return stack.ctx.settings
 
 
 class Outbox:
-    """Console channels writing to memory, for assertions."""
+    """Console channels writing to memory, for assertions; `out` sends through them."""
 
-    def __init__(self):
+    def __init__(self, stack: Stack):
+        self.stack = stack
         self.stream = io.StringIO()
-        self.channels = {
-            "sms": channels_mod.ConsoleChannel("sms", self.stream),
-            "email": channels_mod.ConsoleChannel("email", self.stream),
-        }
+        self.channels = {"sms": ConsoleChannel("sms", self.stream), "email": ConsoleChannel("email", self.stream)}
+
+    @property
+    def out(self):
+        """The runtime of the current context, sending through these console channels."""
+        return self.stack.outbound(self.channels)
 
     @property
     def text(self) -> str:
@@ -171,31 +174,32 @@ class Outbox:
 
 
 @pytest.fixture
-def outbox():
-    box = Outbox()
-    channels_mod._CACHE.clear()
-    from worker.config import get_settings
-
-    channels_mod._CACHE[id(get_settings())] = box.channels
-    return box
+def outbox(stack):
+    return Outbox(stack)
 
 
 @pytest.fixture
 def token(db_clean):
-    from worker.auth import create_token
-    from worker.db import session_scope
+    from worker.core.db import utcnow
+    from worker.web.auth import create_token
 
-    with session_scope() as s:
-        return create_token(s, "test-ehr", datetime.now(timezone.utc))
+    with DATABASE.scope() as s:
+        return create_token(s, "test-ehr", utcnow())
 
 
 @pytest.fixture
-def client(token):
+def enqueued():
+    """Urgent sends handed to the workers after a commit; recorded instead of needing a worker."""
+    return []
+
+
+@pytest.fixture
+def client(token, stack, enqueued):
     from fastapi.testclient import TestClient
 
-    from worker.app import create_app
+    from worker.web.app import create_app
 
-    with TestClient(create_app()) as c:
+    with TestClient(create_app(stack.ctx, enqueue_urgent=enqueued.extend)) as c:
         c.headers["Authorization"] = f"Bearer {token}"
         yield c
 
@@ -212,7 +216,7 @@ def _port_open(host: str, port: int) -> bool:
 @pytest.fixture(scope="session")
 def redis_server():
     """127.0.0.1:6379 if it runs, else a throw-away redis-server, else skip (fail in CI)."""
-    from tests.live import free_port
+    from tests.support.live import free_port
 
     if _port_open("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379"

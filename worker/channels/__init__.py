@@ -1,49 +1,30 @@
-"""Channels by name. Twilio / SMTP when configured, the console outbox otherwise."""
+"""Transports only: one small class per provider, no database. Twilio / SMTP when configured,
+the console outbox otherwise. Provider errors are classified inside each channel."""
 
 from __future__ import annotations
 
-from .base import Channel, OutboundMessage, Outcome, Reconciled, SendResult
+from typing import Optional
+
+from ..core.config import Settings
+from .base import Channel, OutboundMessage, Outcome, Pacer, Reconciled, SendResult, SidOwners
 from .console import ConsoleChannel
+from .smtp_email import SmtpEmailChannel
+from .twilio_sms import TwilioSmsChannel
 
-__all__ = ["Channel", "OutboundMessage", "Outcome", "Reconciled", "SendResult", "ConsoleChannel",
-           "build_channels"]
+__all__ = ["Channel", "ConsoleChannel", "OutboundMessage", "Outcome", "Pacer", "Reconciled", "SendResult",
+           "SidOwners", "SmtpEmailChannel", "TwilioSmsChannel", "build_channels"]
 
 
-def build_channels(settings=None) -> dict[str, Channel]:
-    from ..config import get_settings
-
-    settings = settings or get_settings()
+def build_channels(settings: Settings, sms_pacer: Optional[Pacer] = None,
+                   owned_elsewhere: Optional[SidOwners] = None) -> dict[str, Channel]:
+    """The channels for these settings, built once per process (they hold HTTP/SMTP clients)."""
     channels: dict[str, Channel] = {}
     if settings.twilio_enabled:
-        from .sms import TwilioSmsChannel
-
-        channels["sms"] = TwilioSmsChannel.from_settings(settings)
+        channels["sms"] = TwilioSmsChannel.from_settings(settings, sms_pacer, owned_elsewhere)
     else:
         channels["sms"] = ConsoleChannel("sms")
     if settings.smtp_url:
-        from .email import SmtpEmailChannel
-
         channels["email"] = SmtpEmailChannel.from_settings(settings)
     else:
         channels["email"] = ConsoleChannel("email")
     return channels
-
-
-_CACHE: dict[int, dict[str, Channel]] = {}
-
-
-def get_channels(settings=None) -> dict[str, Channel]:
-    """Channels for these settings, built once per process (they hold HTTP/SMTP clients)."""
-    from ..config import get_settings
-
-    settings = settings or get_settings()
-    key = id(settings)
-    if key not in _CACHE:
-        _CACHE.clear()
-        _CACHE[key] = build_channels(settings)
-    return _CACHE[key]
-
-
-def reset_channels() -> None:
-    """Forget built channels (settings changed)."""
-    _CACHE.clear()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional
+from typing import Optional, Protocol
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     sent = "sent"  # the provider accepted it; provider_id is set
     retry = "retry"  # transient (timeout, 5xx, 429, connection): try again later
     failed = "failed"  # permanent (invalid number, refused recipient): never retried
@@ -36,7 +37,7 @@ class SendResult:
         return cls(Outcome.failed, error=error, error_code=code)
 
 
-class Reconciled(str, enum.Enum):
+class Reconciled(enum.StrEnum):
     found = "found"  # the provider has it: it was sent
     not_found = "not_found"  # the provider never got it: safe to send again
     unknown = "unknown"  # cannot tell: do not resend (a duplicate is worse), show a clinician
@@ -57,6 +58,21 @@ class OutboundMessage:
     created_at: Optional[datetime] = None
     scheduled_for: Optional[datetime] = None  # with created_at: the earliest it can have been sent
     headers: dict[str, str] = field(default_factory=dict)
+
+
+class Pacer(Protocol):
+    """The global send rate (`worker.outbound.ratelimit`), as a channel sees it."""
+
+    rate: float
+
+    def acquire(self) -> float:
+        """Block until one more message may go; return the seconds waited."""
+        ...
+
+
+# (message id, candidate provider ids) -> the ids another outbox row already owns. Passed in by
+# the layer that owns the database, so a channel can reconcile without reading it.
+SidOwners = Callable[[int, list[str]], set[str]]
 
 
 class Channel:

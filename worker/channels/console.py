@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Optional, TextIO
 
-from ..phones import mask_address
+from ..core.phones import mask_address
 from .base import Channel, OutboundMessage, Reconciled, SendResult
 
 

@@ -1,0 +1,1 @@
+"""The ground floor: configuration, database, models, protocol, phone numbers and the outbox writer."""

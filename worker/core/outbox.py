@@ -1,0 +1,90 @@
+"""The one writer of outbox rows: every `Message` is made here, under a dedupe key made here.
+
+A row's dedupe key makes writing it idempotent: scheduling a session twice, a Twilio retry of
+the same inbound text, or a task run twice never makes a second row.
+
+Rows that must not wait for the next dispatch pass (crisis answers and alerts, the next PHQ-9
+question) are *queued*: the new id is noted on the database session, and the edge that owns
+the transaction (webhook, page, task) hands `take_urgent(db)` to the workers after its commit.
+If that hand-over fails nothing is lost: the row is due now and the next pass sends it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .models import ChannelName, Expects, Message, MessageKind, MessageStatus, Recipient
+
+_URGENT = "aftercare.urgent"
+
+
+# -- dedupe keys ------------------------------------------------------------------------------
+def step_key(session_id: int, step: str, recipient: Recipient, channel: ChannelName, part: int = 0) -> str:
+    """A protocol step (part 0) or one of its follow-ons (PHQ-9 question n is part n)."""
+    return f"s{session_id}:{step}:{recipient}:{channel}:{part}"
+
+
+def auto_reply_key(reply_id: int, template: str) -> str:
+    """An automatic answer to one inbound message (HELP, a clarifying question)."""
+    return f"r{reply_id}:{template}"
+
+
+def crisis_reply_key(crisis_key: str) -> str:
+    """The 988/911 answer to the message that raised a crisis."""
+    return f"{crisis_key}:reply"
+
+
+def oncall_key(crisis_key: str, channel: ChannelName, n: int) -> str:
+    """The alert about one crisis to the n-th on-call contact of a channel."""
+    return f"{crisis_key}:oncall:{channel}:{n}"
+
+
+# -- rows -------------------------------------------------------------------------------------
+def exists(db: Session, key: str) -> bool:
+    return db.scalar(select(Message.id).where(Message.dedupe_key == key)) is not None
+
+
+def add(db: Session, *, key: str, kind: MessageKind, recipient: Recipient, channel: ChannelName,
+        to: Optional[str], template: str, now: datetime, scheduled_for: datetime,
+        expires_at: Optional[datetime] = None, patient_id: Optional[int] = None,
+        session_id: Optional[int] = None, step: Optional[str] = None, part: int = 0,
+        expects: Expects = Expects.none, context: Optional[dict[str, Any]] = None,
+        skip_reason: Optional[str] = None) -> Message:
+    """A new row, `scheduled` for `scheduled_for` (or `skipped` with the reason). Caller flushes, commits."""
+    msg = Message(dedupe_key=key, kind=kind, patient_id=patient_id, session_id=session_id, step=step, part=part,
+                  recipient=recipient, channel=channel, to_address=to, template=template, expects=expects,
+                  context=context or {}, scheduled_for=scheduled_for, next_attempt_at=scheduled_for,
+                  expires_at=expires_at, status=MessageStatus.skipped if skip_reason else MessageStatus.scheduled,
+                  error=skip_reason, created_at=now, updated_at=now)
+    db.add(msg)
+    return msg
+
+
+def queue(db: Session, *, key: str, kind: MessageKind, template: str, channel: ChannelName, to: Optional[str],
+          now: datetime, recipient: Recipient = Recipient.patient, patient_id: Optional[int] = None,
+          session_id: Optional[int] = None, step: Optional[str] = None, part: int = 0,
+          expects: Expects = Expects.none, context: Optional[dict[str, Any]] = None) -> Optional[Message]:
+    """A row due now, handed to the workers right after the caller's commit. Idempotent on `key`."""
+    if exists(db, key):
+        return None
+    msg = add(db, key=key, kind=kind, recipient=recipient, channel=channel, to=to, template=template, now=now,
+              scheduled_for=now, patient_id=patient_id, session_id=session_id, step=step, part=part,
+              expects=expects, context=context)
+    db.flush()
+    db.info.setdefault(_URGENT, []).append(msg.id)
+    return msg
+
+
+def take_urgent(db: Session) -> list[int]:
+    """Ids queued in this session's transaction; call after it committed, then enqueue them."""
+    ids: list[int] = db.info.pop(_URGENT, [])
+    return ids
+
+
+def forget_urgent(db: Session) -> None:
+    """The transaction rolled back: its queued rows do not exist."""
+    db.info.pop(_URGENT, None)

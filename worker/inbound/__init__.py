@@ -1,0 +1,1 @@
+"""The inbound pipeline: store -> crisis -> keyword -> match -> answer."""
