@@ -14,7 +14,7 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the project, not bench/ (and its modules)
@@ -49,6 +49,8 @@ def main() -> None:
     url = fresh_database()
     os.environ.update(LOG_LEVEL="WARNING", DATABASE_URL=url, BROKER_URL="memory://", CLINIC_NAME="Bench Clinic",
                       CLINIC_PHONE="(212) 555-0100", SECRET_KEY="bench")
+    import logging
+
     from sqlalchemy import text
 
     from worker.channels import ConsoleChannel
@@ -59,14 +61,12 @@ def main() -> None:
     from worker.outbound import dispatch
     from worker.outbound.runtime import build_outbound
 
-    import logging
-
     logging.basicConfig(level=logging.WARNING)
 
     database = Database(url)
     upgrade(database)
     engine = database.engine
-    now = datetime(2027, 6, 10, 15, 0, tzinfo=timezone.utc)
+    now = datetime(2027, 6, 10, 15, 0, tzinfo=UTC)
     sink = io.StringIO()
     channels = {"sms": ConsoleChannel("sms", sink), "email": ConsoleChannel("email", sink)}
     out = build_outbound(build_context(load_settings(), database), channels)
@@ -99,7 +99,7 @@ def main() -> None:
         t0 = time.perf_counter()
         while True:
             futures = []
-            enqueued = tick(out, now, lambda mid, att: futures.append(
+            enqueued = tick(out, now, lambda mid, att, futures=futures, pool=pool: futures.append(
                 pool.submit(dispatch.send_message, out, mid, att, now)))
             [f.result() for f in futures]
             if not enqueued:

@@ -94,7 +94,8 @@ def main() -> None:
                 before = len(fake.sent(to="+12125550190"))
                 t0 = time.perf_counter()
                 post_signed_sms(base, base, fake.auth_token, phones[run], "i want to end my life")
-                wait_for(lambda: len(fake.sent(to="+12125550190")) > before, timeout=30, interval=0.002)
+                wait_for(lambda before=before: len(fake.sent(to="+12125550190")) > before, timeout=30,
+                         interval=0.002)
                 latencies.append(time.perf_counter() - t0)
                 time.sleep(0.2)
         print(f"crisis reply -> on-call SMS at the fake Twilio: median {statistics.median(latencies) * 1000:.0f} ms,"

@@ -50,9 +50,9 @@ os.environ.update(BASE_ENV)
 
 pytest_plugins = ["tests.support.fake_twilio", "tests.support.smtp_server"]  # their fixtures: fake_twilio, smtp_server
 
+from tests.support.stack import Stack  # noqa: E402
 from worker.channels import ConsoleChannel  # noqa: E402
 from worker.core.db import Database  # noqa: E402
-from tests.support.stack import Stack  # noqa: E402
 
 # One engine for the test database, shared by every test's context (and closed at the end).
 DATABASE = Database(TEST_DB)

@@ -1,6 +1,6 @@
 """Scheduling: quiet hours in the patient's zone (across DST), idempotent sync, skip reasons."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +12,7 @@ from worker.care.scheduling import defer_for_quiet_hours, sync_session
 from worker.core.models import Message, SessionStatus, SmsOptOut
 from worker.core.protocol import QuietHours, parse_protocol
 
-UTC = timezone.utc
+UTC = UTC
 NIGHT = QuietHours.parse("21:00-08:00")
 
 

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from tests.support.factories import completed_session, make_session
@@ -171,8 +172,6 @@ def test_timeout_after_twilio_created_it_is_not_sent_twice(db, stack, fake_twili
 
 def test_timeout_on_a_text_with_a_signed_link_is_not_sent_twice_though_the_link_was_re_signed(
         db, stack, fake_twilio, monkeypatch, tmp_path):
-    import time
-
     use_protocol(monkeypatch, tmp_path, {"name": "phq9_now", "template": "phq9", "expects": "phq9"})
     stack.reload()
     monkeypatch.setattr("worker.channels.twilio_sms.HTTP_TIMEOUT", 0.5)
@@ -180,8 +179,9 @@ def test_timeout_on_a_text_with_a_signed_link_is_not_sent_twice_though_the_link_
     now = utcnow()
     s = _session(stack, db, now)
     _pass(stack, now)
-    time.sleep(1.1)  # the link token carries a timestamp in seconds: the retry renders another one
-    _pass(stack, _rows(db, s)[0].next_attempt_at + timedelta(seconds=1))
+    # The link token carries a timestamp in seconds: two seconds on, the retry renders another one.
+    with time_machine.travel(utcnow() + timedelta(seconds=2), tick=True):
+        _pass(stack, _rows(db, s)[0].next_attempt_at + timedelta(seconds=1))
     row = _rows(db, s)[0]
     [created] = fake_twilio.sent()
     assert row.body != created.body and "https://aftercare.example.org/phq9/" in row.body

@@ -1,6 +1,6 @@
 """Database types: what goes in comes out, on SQLite and PostgreSQL alike."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ from worker.core.models import Reply, ReplyChannel
 def test_any_text_round_trips_every_character(db_clean, body):
     with DATABASE.scope() as db:
         reply = Reply(channel=ReplyChannel.sms, from_address="+12125550101", body=body,
-                      received_at=datetime.now(timezone.utc))
+                      received_at=datetime.now(UTC))
         db.add(reply)
         db.flush()
         reply_id = reply.id
@@ -23,7 +23,7 @@ def test_any_text_round_trips_every_character(db_clean, body):
 
 def test_ordinary_text_is_stored_as_it_is(db_clean):
     with DATABASE.scope() as db:
-        db.add(Reply(channel=ReplyChannel.sms, body="7 today", received_at=datetime.now(timezone.utc)))
+        db.add(Reply(channel=ReplyChannel.sms, body="7 today", received_at=datetime.now(UTC)))
     with DATABASE.engine.connect() as conn:
         from sqlalchemy import text
 

@@ -4,7 +4,9 @@ from datetime import timedelta
 
 import pytest
 import time_machine
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.support.factories import at, completed_session, make_patient, make_session
@@ -159,7 +161,7 @@ def test_any_body_is_stored_and_never_500(app, db, body):
 
 # -- keywords ---------------------------------------------------------------------------------
 def test_stop_opts_out_and_skips_pending_sms(app, db, outbox):
-    p, s = _session(db, outbox)
+    p, _s = _session(db, outbox)
     post_sms(app, PHONE, "Stop")
     assert db.get(SmsOptOut, PHONE) is not None
     db.expire_all()
@@ -289,7 +291,7 @@ def test_low_mood_is_flagged(app, db, outbox, text):
 
 
 def test_a_drop_of_three_is_flagged_even_above_three(app, db, outbox):
-    p, _ = _mood_open(db, outbox)
+    _p, _ = _mood_open(db, outbox)
     post_sms(app, PHONE, "8")
     run_inline(outbox, END + timedelta(hours=72))
     post_sms(app, PHONE, "5")

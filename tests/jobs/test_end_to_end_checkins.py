@@ -16,7 +16,7 @@ ONCALL = "+12125550190"
 
 
 @pytest.fixture
-def live(fake_twilio, redis_url, token, monkeypatch, tmp_path, stack):  # noqa: F811
+def live(fake_twilio, redis_url, token, monkeypatch, tmp_path, stack):
     """`live()` starts the app, a worker and beat on the environment as it is then (the test's protocol
     is set first: a running process does not re-read its configuration); returns (base, api, fake)."""
     from worker.jobs import celery_app
@@ -81,7 +81,7 @@ def test_stop_silences_the_number_and_start_restores_it(live, monkeypatch, tmp_p
                  {"name": "recovery_tips", "offset": "7s", "template": "recovery_tips", "expects": "none"})
     base, api, fake = live()
     post_signed_sms(base, base, fake.auth_token, PATIENT_PHONE, "STOP")
-    pid, sid = _start(api)
+    _pid, sid = _start(api)
     msgs = lambda: {m["step"]: m for m in api.get(f"/api/sessions/{sid}/messages").json()}  # noqa: E731
     assert wait_for(lambda: msgs()["home_safe"]["status"] == "skipped", timeout=10)
     assert fake.sent(to=PATIENT_PHONE) == []

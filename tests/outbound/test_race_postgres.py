@@ -55,7 +55,7 @@ def test_two_dispatchers_send_500_due_rows_exactly_once(db, stack):
             for _ in range(5):  # small batches force interleaving with the other dispatcher
                 dispatch.dispatch_due(out, NOW, lambda mid, att: dispatch.send_message(out, mid, att, NOW),
                                       limit=60)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=dispatcher) for _ in range(2)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -59,7 +60,7 @@ def test_requests_over_the_rate_queue_up_rather_than_being_dropped():
     limiter = LocalRateLimiter(4, clock=lambda: now[0])
     waits = [limiter.reserve() for _ in range(5)]
     assert waits[0] == 0
-    assert all(b > a for a, b in zip(waits, waits[1:]))  # each waits one slot longer
+    assert all(b > a for a, b in itertools.pairwise(waits))  # each waits one slot longer
     assert waits[4] >= 1.0  # the fifth of a 4/s rate waits a whole second
     now[0] += 10  # idle time is not banked as a burst
     assert limiter.reserve() == 0 and limiter.reserve() > 0.25

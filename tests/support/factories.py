@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Optional
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -11,7 +10,7 @@ from worker.care.scheduling import sync_session
 from worker.core.models import InfusionSession, Patient, SessionStatus
 from worker.core.protocol import Protocol
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def make_patient(db: Session, n: int = 1, **kw) -> Patient:
@@ -25,8 +24,8 @@ def make_patient(db: Session, n: int = 1, **kw) -> Patient:
     return p
 
 
-def make_session(db: Session, patient: Patient, start: datetime, ended: Optional[datetime] = None,
-                 driver_phone: Optional[str] = "+12125550199", **kw) -> InfusionSession:
+def make_session(db: Session, patient: Patient, start: datetime, ended: datetime | None = None,
+                 driver_phone: str | None = "+12125550199", **kw) -> InfusionSession:
     s = InfusionSession(patient=patient, scheduled_start=start, ended_at=ended, driver_name="Sam",
                         driver_phone=driver_phone,
                         status=SessionStatus.completed if ended else SessionStatus.scheduled, **kw)
@@ -35,8 +34,8 @@ def make_session(db: Session, patient: Patient, start: datetime, ended: Optional
     return s
 
 
-def completed_session(db: Session, protocol: Protocol, ended: datetime, patient: Optional[Patient] = None,
-                      now: Optional[datetime] = None, **patient_kw) -> InfusionSession:
+def completed_session(db: Session, protocol: Protocol, ended: datetime, patient: Patient | None = None,
+                      now: datetime | None = None, **patient_kw) -> InfusionSession:
     """A one-hour session that ended at `ended`, its messages scheduled (as of `now`), committed."""
     s = make_session(db, patient or make_patient(db, **patient_kw), ended - timedelta(hours=1), ended=ended)
     sync_session(db, s, now or ended, protocol)

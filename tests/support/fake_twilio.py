@@ -12,16 +12,17 @@ Use in a test module: ``from tests.support.fake_twilio import fake_twilio  # noq
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -43,10 +44,10 @@ class Recorded:
 @dataclass
 class Scripted:
     status: int
-    code: Optional[int] = None
+    code: int | None = None
     message: str = ""
-    retry_after: Optional[str] = None
-    hang: Optional[float] = None  # seconds: create the message, then answer too late
+    retry_after: str | None = None
+    hang: float | None = None  # seconds: create the message, then answer too late
     drop: bool = False  # close the connection without creating anything or answering
 
 
@@ -54,10 +55,10 @@ class Scripted:
 class FakeMessage:
     sid: str
     to: str
-    from_: Optional[str]
+    from_: str | None
     body: str
-    messaging_service_sid: Optional[str]
-    status_callback: Optional[str]
+    messaging_service_sid: str | None
+    status_callback: str | None
     status: str
     created: datetime
     extra: dict[str, Any] = field(default_factory=dict)
@@ -85,11 +86,11 @@ class FakeTwilio:
         self._create_script: list[Scripted] = []
         self._list_script: list[Scripted] = []
         self._lock = threading.Lock()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> "FakeTwilio":
+    def start(self) -> FakeTwilio:
         fake = self
 
         class Handler(_Handler):
@@ -122,8 +123,8 @@ class FakeTwilio:
                 "TWILIO_FROM_NUMBER": FROM_NUMBER, "TWILIO_API_URL": self.url}
 
     # -- scripting --------------------------------------------------------------------------
-    def fail_next(self, n: int = 1, *, code: Optional[int] = None, status: int = 400, message: str = "",
-                  retry_after: Optional[str] = None) -> None:
+    def fail_next(self, n: int = 1, *, code: int | None = None, status: int = 400, message: str = "",
+                  retry_after: str | None = None) -> None:
         """The next n creates answer this error (a Twilio error JSON when code is given)."""
         with self._lock:
             self._create_script += [Scripted(status, code, message, retry_after) for _ in range(n)]
@@ -164,7 +165,7 @@ class FakeTwilio:
         with self._lock:
             return [r for r in self.requests if r.method == "GET"]
 
-    def sent(self, to: Optional[str] = None) -> list[FakeMessage]:
+    def sent(self, to: str | None = None) -> list[FakeMessage]:
         with self._lock:
             return [m for m in self.messages if to is None or m.to == to]
 
@@ -173,7 +174,7 @@ class FakeTwilio:
             return next(m for m in self.messages if m.sid == sid)
 
     # -- status callbacks -------------------------------------------------------------------
-    def status_params(self, sid: str, status: str, error_code: Optional[str] = None) -> dict[str, str]:
+    def status_params(self, sid: str, status: str, error_code: str | None = None) -> dict[str, str]:
         m = self.message(sid)
         params = {"AccountSid": self.account_sid, "ApiVersion": "2010-04-01", "MessageSid": sid,
                   "SmsSid": sid, "MessageStatus": status, "SmsStatus": status, "To": m.to,
@@ -189,8 +190,8 @@ class FakeTwilio:
 
         return RequestValidator(self.auth_token).compute_signature(url, params)
 
-    def send_status(self, via, sid: str, status: str, error_code: Optional[str] = None,
-                    signature: Optional[str] = None, url: Optional[str] = None):
+    def send_status(self, via, sid: str, status: str, error_code: str | None = None,
+                    signature: str | None = None, url: str | None = None):
         """POST a status callback for `sid` the way Twilio would.
 
         Twilio calls (and signs) the StatusCallback URL given at create. `via` is where the
@@ -221,7 +222,7 @@ class FakeTwilio:
             self.requests.append(Recorded(method, path, params, time.time(), authorized))
             return len(self.requests) - 1
 
-    def _pop(self, script: list[Scripted]) -> Optional[Scripted]:
+    def _pop(self, script: list[Scripted]) -> Scripted | None:
         with self._lock:
             return script.pop(0) if script else None
 
@@ -231,7 +232,7 @@ class FakeTwilio:
                         body=params.get("Body", ""), messaging_service_sid=service,
                         status_callback=params.get("StatusCallback"),
                         status="accepted" if service else "queued",
-                        created=datetime.now(timezone.utc).replace(microsecond=0))
+                        created=datetime.now(UTC).replace(microsecond=0))
         m.extra["request_index"] = index
         with self._lock:
             self.messages.append(m)
@@ -251,7 +252,7 @@ class FakeTwilio:
         return sorted(found, key=lambda m: m.created, reverse=True)  # newest first, like Twilio
 
 
-def _error_body(status: int, code: Optional[int], message: str) -> dict[str, Any]:
+def _error_body(status: int, code: int | None, message: str) -> dict[str, Any]:
     return {"code": code or status, "message": message or f"HTTP {status}",
             "more_info": f"https://www.twilio.com/docs/errors/{code or status}", "status": status}
 
@@ -270,11 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         try:
             user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
         return user == self.owner.account_sid and password == self.owner.auth_token
 
-    def _reply(self, status: int, payload: Any, headers: Optional[dict[str, str]] = None) -> None:
+    def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         body = json.dumps(payload).encode()
         try:
             self.send_response(status)
@@ -287,12 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the client gave up (a scripted hang)
 
-    def _route(self) -> Optional[str]:
+    def _route(self) -> str | None:
         path = urlsplit(self.path).path
         prefix = f"/2010-04-01/Accounts/{self.owner.account_sid}/Messages.json"
         return path if path == prefix else None
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode()
         params = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
@@ -309,10 +310,8 @@ class _Handler(BaseHTTPRequestHandler):
         script = self.owner._pop(self.owner._create_script)
         if script is not None and script.drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         if script is not None and script.hang is None:
             headers = {"Retry-After": script.retry_after} if script.retry_after else {}
@@ -322,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(script.hang)  # created, but the answer comes after the client's timeout
         self._reply(201, m.resource(self.owner.account_sid))
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         authorized = self._authorized()

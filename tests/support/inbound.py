@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from typing import Optional
 
 from twilio.request_validator import RequestValidator
 
@@ -12,7 +11,7 @@ PUBLIC = "https://aftercare.example.org"
 _sids = itertools.count(1)
 
 
-def sms_params(sender: str, body: str, sid: Optional[str] = None, **extra: str) -> dict[str, str]:
+def sms_params(sender: str, body: str, sid: str | None = None, **extra: str) -> dict[str, str]:
     return {"MessageSid": sid or f"SMin{next(_sids):030d}", "AccountSid": "AC" + "1" * 32, "From": sender,
             "To": "+12125550100", "Body": body, "NumMedia": "0", "NumSegments": "1", **extra}
 
@@ -22,7 +21,7 @@ def signature(params: dict[str, str], path: str = "/webhooks/twilio/sms", token:
     return RequestValidator(token).compute_signature(base + path, params)
 
 
-def post_sms(client, sender: str, body: str, sid: Optional[str] = None, signed: bool = True, **extra: str):
+def post_sms(client, sender: str, body: str, sid: str | None = None, signed: bool = True, **extra: str):
     params = sms_params(sender, body, sid, **extra)
     headers = {"X-Twilio-Signature": signature(params)} if signed else {}
     return client.post("/webhooks/twilio/sms", data=params, headers=headers)

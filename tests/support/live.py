@@ -9,9 +9,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Iterator, Sequence
-from typing import Optional
+from contextlib import contextmanager
 
 import httpx
 
@@ -28,7 +27,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def web_server(ctx: Context, port: int, enqueue_urgent: Optional[EnqueueUrgent] = None) -> Iterator[str]:
+def web_server(ctx: Context, port: int, enqueue_urgent: EnqueueUrgent | None = None) -> Iterator[str]:
     """The app on uvicorn at 127.0.0.1:port; urgent sends go to the Celery app unless `enqueue_urgent`."""
     import uvicorn
 

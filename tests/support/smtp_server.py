@@ -9,7 +9,6 @@ import threading
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Optional
 
 import pytest
 
@@ -37,7 +36,7 @@ class SmtpRecorder:
         self.logins: list[tuple[str, str]] = []
         self._lock = threading.Lock()
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         with self._lock:
             if self.defer_next > 0:
                 self.defer_next -= 1
@@ -47,7 +46,7 @@ class SmtpRecorder:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):
         with self._lock:
             self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
                                           or envelope.content))
@@ -72,7 +71,7 @@ class SmtpServer:
         self.controller = Controller(self.recorder, hostname="127.0.0.1", port=self.port,
                                      authenticator=self.recorder.authenticate, auth_require_tls=False)
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         self.controller.start()
         return self
 
@@ -106,7 +105,7 @@ def smtp_server(monkeypatch, stack):
     server.stop()
 
 
-def first(server: SmtpServer, to: Optional[str] = None) -> EmailMessage:
+def first(server: SmtpServer, to: str | None = None) -> EmailMessage:
     for r in server.messages:
         if to is None or to in r.rcpt_tos:
             return r.message

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Optional
 
 from worker.channels import Channel
 from worker.core.config import load_settings
@@ -15,8 +14,8 @@ from worker.outbound.runtime import Outbound, build_outbound
 class Stack:
     def __init__(self, database: Database):
         self.database = database
-        self._ctx: Optional[Context] = None
-        self._out: Optional[Outbound] = None
+        self._ctx: Context | None = None
+        self._out: Outbound | None = None
 
     @property
     def ctx(self) -> Context:
@@ -30,7 +29,7 @@ class Stack:
         self._out = None
         return self.ctx
 
-    def outbound(self, channels: Optional[Mapping[str, Channel]] = None) -> Outbound:
+    def outbound(self, channels: Mapping[str, Channel] | None = None) -> Outbound:
         """The runtime of the current context; with `channels`, sending through those instead."""
         if self._out is None or self._out.ctx is not self.ctx:
             self._out = build_outbound(self.ctx)

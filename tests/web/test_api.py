@@ -1,6 +1,6 @@
 """The JSON API: tokens, validation naming the field, idempotent session lifecycle."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
@@ -83,13 +83,13 @@ def test_malformed_json_is_422_not_500(client):
 
 def test_session_lifecycle_is_idempotent(client):
     pid = _patient(client)["id"]
-    with time_machine.travel(datetime(2027, 6, 1, 12, tzinfo=timezone.utc), tick=False):
+    with time_machine.travel(datetime(2027, 6, 1, 12, tzinfo=UTC), tick=False):
         s = _session(client, pid, external_id="ehr-77")
         again = client.post("/api/sessions", json={"patient_id": pid, "scheduled_start": "2027-06-10T10:00:00-05:00",
                                                    "external_id": "ehr-77"})
         assert again.status_code == 200 and again.json()["id"] == s["id"]
         assert [m["step"] for m in client.get(f"/api/sessions/{s['id']}/messages").json()] == ["ride_confirm"]
-    with time_machine.travel(datetime(2027, 6, 10, 16, 30, tzinfo=timezone.utc), tick=False):
+    with time_machine.travel(datetime(2027, 6, 10, 16, 30, tzinfo=UTC), tick=False):
         one = client.post(f"/api/sessions/{s['id']}/complete").json()
         two = client.post(f"/api/sessions/{s['id']}/complete").json()
         assert one == two and one["status"] == "completed"

@@ -8,7 +8,6 @@ clarifying question; a second raises `unparsed`. The raw text is always kept on 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional, Union
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,7 +28,7 @@ from ..core.models import (
 )
 from . import flags, phq9
 
-Value = Union[bool, int, list[int], None]
+Value = bool | int | list[int] | None
 
 
 def parse_for(expects: Expects, text: str) -> Value:
@@ -45,11 +44,16 @@ def parse_for(expects: Expects, text: str) -> Value:
     return None
 
 
-def previous_mood(db: Session, checkin: Checkin) -> Optional[int]:
+def previous_mood(db: Session, checkin: Checkin) -> int | None:
     return db.scalar(
         select(Checkin.score)
-        .where(Checkin.patient_id == checkin.patient_id, Checkin.expects == Expects.mood, Checkin.id != checkin.id,
-               Checkin.status == CheckinStatus.answered, Checkin.score.is_not(None))
+        .where(
+            Checkin.patient_id == checkin.patient_id,
+            Checkin.expects == Expects.mood,
+            Checkin.id != checkin.id,
+            Checkin.status == CheckinStatus.answered,
+            Checkin.score.is_not(None),
+        )
         .order_by(Checkin.answered_at.desc(), Checkin.id.desc())
         .limit(1)
     )
@@ -57,8 +61,17 @@ def previous_mood(db: Session, checkin: Checkin) -> Optional[int]:
 
 def _flag(db: Session, kind: FlagKind, checkin: Checkin, reply: Reply, now: datetime, detail: str) -> None:
     """The answer's flag, once per check-in."""
-    flags.raise_flag(db, kind, now, patient_id=checkin.patient_id, session_id=checkin.session_id, step=checkin.step,
-                     reply_id=reply.id, detail=detail, dedupe_key=flags.flag_key(kind, "checkin", checkin.id))
+    flags.raise_flag(
+        db,
+        kind,
+        now,
+        patient_id=checkin.patient_id,
+        session_id=checkin.session_id,
+        step=checkin.step,
+        reply_id=reply.id,
+        detail=detail,
+        dedupe_key=flags.flag_key(kind, "checkin", checkin.id),
+    )
 
 
 def record_answer(ctx: Context, db: Session, checkin: Checkin, reply: Reply, value: Value, now: datetime) -> str:
@@ -91,13 +104,24 @@ def record_answer(ctx: Context, db: Session, checkin: Checkin, reply: Reply, val
     return "ignored"
 
 
-def auto_reply(db: Session, reply: Reply, template: str, now: datetime,
-               context: Optional[dict[str, object]] = None) -> None:
+def auto_reply(
+    db: Session, reply: Reply, template: str, now: datetime, context: dict[str, object] | None = None
+) -> None:
     """An answer to the sender (HELP, a clarifying question); sending honours their opt-out."""
-    outbox.queue(db, key=outbox.auto_reply_key(reply.id, template), kind=MessageKind.reply, template=template,
-                 channel=ChannelName.sms, to=reply.from_address, now=now, patient_id=reply.patient_id,
-                 session_id=reply.session_id, step=reply.step,
-                 recipient=Recipient.patient if reply.patient_id else Recipient.sender, context=context)
+    outbox.queue(
+        db,
+        key=outbox.auto_reply_key(reply.id, template),
+        kind=MessageKind.reply,
+        template=template,
+        channel=ChannelName.sms,
+        to=reply.from_address,
+        now=now,
+        patient_id=reply.patient_id,
+        session_id=reply.session_id,
+        step=reply.step,
+        recipient=Recipient.patient if reply.patient_id else Recipient.sender,
+        context=context,
+    )
 
 
 def unreadable(db: Session, checkin: Checkin, reply: Reply, now: datetime) -> str:
@@ -110,7 +134,15 @@ def unreadable(db: Session, checkin: Checkin, reply: Reply, now: datetime) -> st
             context["item"] = len(phq9.answers_so_far(checkin)) + 1
         auto_reply(db, reply, f"clarify_{checkin.expects}", now, context)
         return "clarify"
-    flags.raise_flag(db, FlagKind.unparsed, now, patient_id=checkin.patient_id, session_id=checkin.session_id,
-                     step=checkin.step, reply_id=reply.id, detail="second unreadable answer",
-                     dedupe_key=flags.flag_key(FlagKind.unparsed, "reply", reply.id))
+    flags.raise_flag(
+        db,
+        FlagKind.unparsed,
+        now,
+        patient_id=checkin.patient_id,
+        session_id=checkin.session_id,
+        step=checkin.step,
+        reply_id=reply.id,
+        detail="second unreadable answer",
+        dedupe_key=flags.flag_key(FlagKind.unparsed, "reply", reply.id),
+    )
     return "unparsed"

@@ -7,7 +7,6 @@ Escalation timers live here, in the database, and fire from a periodic task (`ru
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Optional
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -31,7 +30,7 @@ OPEN = (CheckinStatus.open, CheckinStatus.escalated)
 TIMER_BATCH = 500
 
 
-def on_sent(ctx: Context, db: Session, msg: Message, now: datetime) -> Optional[Checkin]:
+def on_sent(ctx: Context, db: Session, msg: Message, now: datetime) -> Checkin | None:
     """Open the step's check-in the first time one of its messages goes out."""
     if msg.kind != MessageKind.step or msg.recipient != Recipient.patient or msg.session_id is None:
         return None
@@ -43,11 +42,24 @@ def on_sent(ctx: Context, db: Session, msg: Message, now: datetime) -> Optional[
     step = ctx.protocol.step(msg.step)
     escalate_at = msg.scheduled_for + step.escalate_after if step and step.escalate_after else None
     closes_at = max(now + timedelta(hours=ctx.settings.checkin_open_hours), escalate_at or now)
-    by_text = msg.expects == Expects.phq9 and msg.channel == ChannelName.sms and msg.patient is not None \
+    by_text = (
+        msg.expects == Expects.phq9
+        and msg.channel == ChannelName.sms
+        and msg.patient is not None
         and msg.patient.phq9_by_sms
+    )
     state = phq9.initial_state(by_text) if msg.expects == Expects.phq9 else {}
-    checkin = Checkin(session_id=msg.session_id, patient_id=msg.patient_id, step=msg.step, expects=msg.expects,
-                      opened_at=now, escalate_at=escalate_at, closes_at=closes_at, state=state, updated_at=now)
+    checkin = Checkin(
+        session_id=msg.session_id,
+        patient_id=msg.patient_id,
+        step=msg.step,
+        expects=msg.expects,
+        opened_at=now,
+        escalate_at=escalate_at,
+        closes_at=closes_at,
+        state=state,
+        updated_at=now,
+    )
     db.add(checkin)
     db.flush()
     if by_text:  # the intro is out: the first question follows at once
@@ -55,7 +67,7 @@ def on_sent(ctx: Context, db: Session, msg: Message, now: datetime) -> Optional[
     return checkin
 
 
-def open_checkin(db: Session, patient_id: int, now: datetime) -> Optional[Checkin]:
+def open_checkin(db: Session, patient_id: int, now: datetime) -> Checkin | None:
     """The patient's most recent step that expects a reply and is still open."""
     return db.scalar(
         select(Checkin)
@@ -87,8 +99,16 @@ def run_timers(db: Session, now: datetime) -> int:
         c.status = CheckinStatus.escalated
         c.updated_at = now
         if kind is not None:
-            flags.raise_flag(db, kind, now, patient_id=c.patient_id, session_id=c.session_id, step=c.step,
-                             dedupe_key=flags.flag_key(kind, "checkin", c.id), detail="no valid reply in time")
+            flags.raise_flag(
+                db,
+                kind,
+                now,
+                patient_id=c.patient_id,
+                session_id=c.session_id,
+                step=c.step,
+                dedupe_key=flags.flag_key(kind, "checkin", c.id),
+                detail="no valid reply in time",
+            )
         fired += 1
     stale = db.scalars(select(Checkin).where(Checkin.status.in_(OPEN), Checkin.closes_at <= now).limit(TIMER_BATCH))
     for c in stale:

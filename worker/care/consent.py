@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -13,13 +12,18 @@ from ..core.models import ChannelName, InfusionSession, Message, MessageStatus, 
 OPTED_OUT = "opted out of SMS"  # the reason on rows skipped for an opt-out; START revives exactly these
 
 
-def is_opted_out(db: Session, phone: Optional[str]) -> bool:
+def is_opted_out(db: Session, phone: str | None) -> bool:
     return bool(phone) and db.get(SmsOptOut, phone) is not None
 
 
-def recipient_address(db: Session, session: Optional[InfusionSession], patient: Optional[Patient],
-                      recipient: Recipient, channel: ChannelName,
-                      address: Optional[str] = None) -> tuple[Optional[str], Optional[str]]:
+def recipient_address(
+    db: Session,
+    session: InfusionSession | None,
+    patient: Patient | None,
+    recipient: Recipient,
+    channel: ChannelName,
+    address: str | None = None,
+) -> tuple[str | None, str | None]:
     """(address, reason-not-to-send). The same rules at scheduling and again at send time."""
     if recipient == Recipient.driver:
         phone = session.driver_phone if session else None
@@ -54,8 +58,9 @@ def opt_out(db: Session, phone: str, now: datetime, source: str) -> int:
         db.add(SmsOptOut(phone=phone, opted_out_at=now, source=source))
     res = db.execute(
         update(Message)
-        .where(Message.status == MessageStatus.scheduled, Message.channel == ChannelName.sms,
-               Message.to_address == phone)
+        .where(
+            Message.status == MessageStatus.scheduled, Message.channel == ChannelName.sms, Message.to_address == phone
+        )
         .values(status=MessageStatus.skipped, error=OPTED_OUT, updated_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -69,15 +74,20 @@ def opt_in(db: Session, phone: str, now: datetime) -> int:
         db.delete(row)
     res = db.execute(
         update(Message)
-        .where(Message.status == MessageStatus.skipped, Message.error == OPTED_OUT,
-               Message.channel == ChannelName.sms, Message.to_address == phone, Message.scheduled_for > now)
+        .where(
+            Message.status == MessageStatus.skipped,
+            Message.error == OPTED_OUT,
+            Message.channel == ChannelName.sms,
+            Message.to_address == phone,
+            Message.scheduled_for > now,
+        )
         .values(status=MessageStatus.scheduled, error=None, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return res.rowcount or 0  # type: ignore[attr-defined]
 
 
-def record_provider_opt_out(db: Session, phone: Optional[str], now: datetime) -> None:
+def record_provider_opt_out(db: Session, phone: str | None, now: datetime) -> None:
     """The provider says this number unsubscribed (Twilio 21610): remember it like a STOP."""
     if phone and db.get(SmsOptOut, phone) is None:
         db.add(SmsOptOut(phone=phone, opted_out_at=now, source="provider"))

@@ -9,7 +9,7 @@ Everyone else answers the same nine items on a signed-link web form (`record_for
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -35,19 +35,38 @@ def initial_state(by_text: bool) -> dict[str, Any]:
     return {"mode": "sms", "answers": []} if by_text else {"mode": "web"}
 
 
-def ask(db: Session, checkin: Checkin, item: int, to: Optional[str], now: datetime) -> None:
+def ask(db: Session, checkin: Checkin, item: int, to: str | None, now: datetime) -> None:
     """Queue item `item` (1-9) by SMS, right after the caller's commit."""
-    outbox.queue(db, key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms, item),
-                 kind=MessageKind.followup, template="phq9_question", channel=ChannelName.sms, to=to, now=now,
-                 patient_id=checkin.patient_id, session_id=checkin.session_id, step=checkin.step, part=item,
-                 expects=Expects.phq9, context={"item": item})
+    outbox.queue(
+        db,
+        key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms, item),
+        kind=MessageKind.followup,
+        template="phq9_question",
+        channel=ChannelName.sms,
+        to=to,
+        now=now,
+        patient_id=checkin.patient_id,
+        session_id=checkin.session_id,
+        step=checkin.step,
+        part=item,
+        expects=Expects.phq9,
+        context={"item": item},
+    )
 
 
 def _crisis(ctx: Context, db: Session, checkin: Checkin, reply: Reply, answer: int, now: datetime) -> None:
-    escalation.raise_crisis(ctx, db, now, reply=reply, patient_id=checkin.patient_id, session_id=checkin.session_id,
-                            step=checkin.step, detail=f"PHQ-9 item 9 answered {answer}",
-                            key=flags.flag_key(FlagKind.crisis, "phq9", checkin.id),
-                            reply_to=reply.from_address if reply.channel == ReplyChannel.sms else None)
+    escalation.raise_crisis(
+        ctx,
+        db,
+        now,
+        reply=reply,
+        patient_id=checkin.patient_id,
+        session_id=checkin.session_id,
+        step=checkin.step,
+        detail=f"PHQ-9 item 9 answered {answer}",
+        key=flags.flag_key(FlagKind.crisis, "phq9", checkin.id),
+        reply_to=reply.from_address if reply.channel == ReplyChannel.sms else None,
+    )
 
 
 def record_item(ctx: Context, db: Session, checkin: Checkin, reply: Reply, value: int, now: datetime) -> str:
@@ -69,15 +88,23 @@ def record_item(ctx: Context, db: Session, checkin: Checkin, reply: Reply, value
         return f"phq9_item_{item}"
     finish(db, checkin, answers, reply, now)
     if reply.channel == ReplyChannel.sms:
-        outbox.queue(db, key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms,
-                                             DONE_PART),
-                     kind=MessageKind.followup, template="phq9_done", channel=ChannelName.sms, to=phone, now=now,
-                     patient_id=checkin.patient_id, session_id=checkin.session_id, step=checkin.step, part=DONE_PART)
+        outbox.queue(
+            db,
+            key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms, DONE_PART),
+            kind=MessageKind.followup,
+            template="phq9_done",
+            channel=ChannelName.sms,
+            to=phone,
+            now=now,
+            patient_id=checkin.patient_id,
+            session_id=checkin.session_id,
+            step=checkin.step,
+            part=DONE_PART,
+        )
     return "phq9_complete"
 
 
-def record_form(ctx: Context, db: Session, checkin: Checkin, reply: Reply, answers: list[int],
-                now: datetime) -> str:
+def record_form(ctx: Context, db: Session, checkin: Checkin, reply: Reply, answers: list[int], now: datetime) -> str:
     """All nine answers from the web form at once. Returns the outcome."""
     checkin.state = {**(checkin.state or {}), "mode": "web", "answers": answers}
     if instrument.item9_positive(answers):
@@ -87,13 +114,20 @@ def record_form(ctx: Context, db: Session, checkin: Checkin, reply: Reply, answe
     return "phq9_complete"
 
 
-def finish(db: Session, checkin: Checkin, answers: list[int], reply: Optional[Reply], now: datetime) -> None:
+def finish(db: Session, checkin: Checkin, answers: list[int], reply: Reply | None, now: datetime) -> None:
     """Total and band on the check-in; `low_mood` at a total of 15 or more."""
     score = instrument.total(answers)
     checkin.mark_answered(now, score)
     checkin.band = instrument.band(score)
     if thresholds.phq9_low_mood(score):
-        flags.raise_flag(db, FlagKind.low_mood, now, patient_id=checkin.patient_id, session_id=checkin.session_id,
-                         step=checkin.step, reply_id=reply.id if reply else None,
-                         detail=f"PHQ-9 total {score} ({checkin.band})",
-                         dedupe_key=flags.flag_key(FlagKind.low_mood, "checkin", checkin.id))
+        flags.raise_flag(
+            db,
+            FlagKind.low_mood,
+            now,
+            patient_id=checkin.patient_id,
+            session_id=checkin.session_id,
+            step=checkin.step,
+            reply_id=reply.id if reply else None,
+            detail=f"PHQ-9 total {score} ({checkin.band})",
+            dedupe_key=flags.flag_key(FlagKind.low_mood, "checkin", checkin.id),
+        )

@@ -9,8 +9,7 @@ complete / reschedule / re-post idempotent.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from typing import Optional
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
@@ -22,7 +21,7 @@ from ..core.protocol import Protocol, QuietHours, Step
 from .consent import recipient_address
 
 
-def defer_for_quiet_hours(due: datetime, tz: ZoneInfo, quiet: Optional[QuietHours]) -> datetime:
+def defer_for_quiet_hours(due: datetime, tz: ZoneInfo, quiet: QuietHours | None) -> datetime:
     """A time inside the recipient's quiet hours moves to when they end, in local wall time.
 
     Wall-clock arithmetic (not UTC offsets) keeps 08:00 at 08:00 across DST changes.
@@ -36,7 +35,7 @@ def defer_for_quiet_hours(due: datetime, tz: ZoneInfo, quiet: Optional[QuietHour
     if quiet.start > quiet.end and local.time() >= quiet.start:
         day += timedelta(days=1)  # the window spans midnight: it ends tomorrow
     end_local = datetime.combine(day, quiet.end, tzinfo=tz)
-    return end_local.astimezone(timezone.utc)
+    return end_local.astimezone(UTC)
 
 
 def step_channels(db: Session, session: InfusionSession, step: Step) -> list[ChannelName]:
@@ -59,10 +58,10 @@ def step_channels(db: Session, session: InfusionSession, step: Step) -> list[Cha
 @dataclass(frozen=True)
 class Timing:
     scheduled_for: datetime
-    expires_at: Optional[datetime]
+    expires_at: datetime | None
 
 
-def step_timing(session: InfusionSession, step: Step, protocol: Protocol) -> Optional[Timing]:
+def step_timing(session: InfusionSession, step: Step, protocol: Protocol) -> Timing | None:
     anchor = session.scheduled_start if step.anchor == "session_start" else session.ended_at
     if anchor is None:
         return None  # end-anchored steps wait for the session to be completed
@@ -102,18 +101,33 @@ def sync_session(db: Session, session: InfusionSession, now: datetime, protocol:
             key = outbox.step_key(session.id, step.name, step.to, channel)
             row = existing.get(key)
             if row is not None:
-                if row.status == MessageStatus.scheduled and row.attempts == 0 and (
-                    row.scheduled_for != timing.scheduled_for or row.expires_at != timing.expires_at
+                if (
+                    row.status == MessageStatus.scheduled
+                    and row.attempts == 0
+                    and (row.scheduled_for != timing.scheduled_for or row.expires_at != timing.expires_at)
                 ):
                     row.scheduled_for = row.next_attempt_at = timing.scheduled_for
                     row.expires_at = timing.expires_at
                     result.retimed += 1
                 continue
             address, reason = recipient_address(db, session, session.patient, step.to, channel)
-            row = outbox.add(db, key=key, kind=MessageKind.step, recipient=step.to, channel=channel, to=address,
-                             template=step.template, now=now, scheduled_for=timing.scheduled_for,
-                             expires_at=timing.expires_at, patient_id=session.patient_id, session_id=session.id,
-                             step=step.name, expects=step.expects, skip_reason=reason)
+            row = outbox.add(
+                db,
+                key=key,
+                kind=MessageKind.step,
+                recipient=step.to,
+                channel=channel,
+                to=address,
+                template=step.template,
+                now=now,
+                scheduled_for=timing.scheduled_for,
+                expires_at=timing.expires_at,
+                patient_id=session.patient_id,
+                session_id=session.id,
+                step=step.name,
+                expects=step.expects,
+                skip_reason=reason,
+            )
             existing[key] = row
             result.created += 1
             result.skipped += bool(reason)

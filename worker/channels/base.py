@@ -6,7 +6,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Optional, Protocol
+from typing import Protocol
 
 
 class Outcome(enum.StrEnum):
@@ -19,21 +19,21 @@ class Outcome(enum.StrEnum):
 @dataclass(frozen=True)
 class SendResult:
     outcome: Outcome
-    provider_id: Optional[str] = None
-    error: Optional[str] = None
-    error_code: Optional[str] = None
-    retry_after: Optional[float] = None  # seconds, when the provider says so
+    provider_id: str | None = None
+    error: str | None = None
+    error_code: str | None = None
+    retry_after: float | None = None  # seconds, when the provider says so
 
     @classmethod
-    def sent(cls, provider_id: str) -> "SendResult":
+    def sent(cls, provider_id: str) -> SendResult:
         return cls(Outcome.sent, provider_id=provider_id)
 
     @classmethod
-    def retry(cls, error: str, code: Optional[str] = None, retry_after: Optional[float] = None) -> "SendResult":
+    def retry(cls, error: str, code: str | None = None, retry_after: float | None = None) -> SendResult:
         return cls(Outcome.retry, error=error, error_code=code, retry_after=retry_after)
 
     @classmethod
-    def failed(cls, error: str, code: Optional[str] = None) -> "SendResult":
+    def failed(cls, error: str, code: str | None = None) -> SendResult:
         return cls(Outcome.failed, error=error, error_code=code)
 
 
@@ -51,12 +51,12 @@ class OutboundMessage:
     channel: str  # "sms" | "email"
     to: str
     body: str
-    subject: Optional[str] = None
-    html: Optional[str] = None
+    subject: str | None = None
+    html: str | None = None
     attempts: int = 1  # this attempt's number
-    last_error_code: Optional[str] = None  # how the previous attempt ended, if any
-    created_at: Optional[datetime] = None
-    scheduled_for: Optional[datetime] = None  # with created_at: the earliest it can have been sent
+    last_error_code: str | None = None  # how the previous attempt ended, if any
+    created_at: datetime | None = None
+    scheduled_for: datetime | None = None  # with created_at: the earliest it can have been sent
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -86,6 +86,6 @@ class Channel:
     def send(self, message: OutboundMessage) -> SendResult:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, Optional[str]]:
+    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, str | None]:
         """After a worker died mid-send: did the provider get this message? (status, provider id)."""
         return Reconciled.unknown, None

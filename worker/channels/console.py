@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Optional, TextIO
+from typing import TextIO
 
 from ..core.phones import mask_address
 from .base import Channel, OutboundMessage, Reconciled, SendResult
 
 
 class ConsoleChannel(Channel):
-    def __init__(self, name: str, stream: Optional[TextIO] = None):
+    def __init__(self, name: str, stream: TextIO | None = None):
         self.name = name
         self.stream = stream
         self._lock = threading.Lock()

@@ -20,14 +20,13 @@ domain only, never the address or the body.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid, parseaddr
-from typing import Optional
 from urllib.parse import unquote, urlsplit
 
 from ..core.config import Settings
@@ -63,8 +62,9 @@ def _reason(code: int, text) -> str:
 class SmtpEmailChannel(Channel):
     name = "email"
 
-    def __init__(self, smtp_url: str, mail_from: str, timeout: float = SMTP_TIMEOUT,
-                 ssl_context: Optional[ssl.SSLContext] = None):
+    def __init__(
+        self, smtp_url: str, mail_from: str, timeout: float = SMTP_TIMEOUT, ssl_context: ssl.SSLContext | None = None
+    ):
         if not mail_from:
             raise ValueError("MAIL_FROM: required with SMTP_URL")
         self.config = SmtpConfig(smtp_url)
@@ -135,8 +135,9 @@ class SmtpEmailChannel(Channel):
                 return self._refused(message, "message", code, text)
         except smtplib.SMTPAuthenticationError as exc:
             log.error("SMTP server refused the credentials in SMTP_URL (%s)", exc.smtp_code)
-            return SendResult.retry(f"mail server refused the login: {_reason(exc.smtp_code, exc.smtp_error)}",
-                                    code="smtp-auth")
+            return SendResult.retry(
+                f"mail server refused the login: {_reason(exc.smtp_code, exc.smtp_error)}", code="smtp-auth"
+            )
         except smtplib.SMTPNotSupportedError as exc:
             log.error("SMTP server does not support what SMTP_URL asks for (%s)", exc)
             return SendResult.retry(f"mail server does not support {exc}", code="smtp-config")
@@ -145,14 +146,20 @@ class SmtpEmailChannel(Channel):
                 return self._refused(message, "message", exc.smtp_code, exc.smtp_error)
             # Refused at the greeting or EHLO: the server, not this message; try again later.
             log.warning("email %s to %s: mail server refused the session (%s)", message.id, where, exc.smtp_code)
-            return SendResult.retry(f"mail server: {_reason(exc.smtp_code, exc.smtp_error)}",
-                                    code=str(exc.smtp_code))
-        except (smtplib.SMTPException, ssl.SSLError, socket.timeout, OSError) as exc:
+            return SendResult.retry(f"mail server: {_reason(exc.smtp_code, exc.smtp_error)}", code=str(exc.smtp_code))
+        except (TimeoutError, smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             if handed_over:
-                log.warning("email %s to %s: connection lost after the message was sent (%s); not resending",
-                            message.id, where, type(exc).__name__)
-                return SendResult.failed("the mail server stopped answering after receiving the message; it may "
-                                         "have been delivered, so it is not sent again", code="ambiguous")
+                log.warning(
+                    "email %s to %s: connection lost after the message was sent (%s); not resending",
+                    message.id,
+                    where,
+                    type(exc).__name__,
+                )
+                return SendResult.failed(
+                    "the mail server stopped answering after receiving the message; it may "
+                    "have been delivered, so it is not sent again",
+                    code="ambiguous",
+                )
             log.warning("email %s to %s: mail server unavailable (%s)", message.id, where, type(exc).__name__)
             return SendResult.retry(f"mail server unavailable ({type(exc).__name__}: {exc})", code="connect")
         finally:
@@ -169,15 +176,13 @@ class SmtpEmailChannel(Channel):
         log.warning("email %s to %s: %s refused (%s)", message.id, where, what, code)
         return SendResult.failed(f"mail server refused the {what}: {reason}", code=str(code))
 
-    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, Optional[str]]:
+    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, str | None]:
         return Reconciled.unknown, None  # SMTP cannot be asked what it received
 
 
 def _close(conn: smtplib.SMTP) -> None:
     try:
         conn.quit()
-    except Exception:  # noqa: BLE001 - closing a broken connection
-        try:
+    except Exception:  # noqa: BLE001 - closing a broken connection: whatever it raises
+        with contextlib.suppress(Exception):
             conn.close()
-        except Exception:  # noqa: BLE001
-            pass

@@ -37,13 +37,13 @@ import logging
 import re
 import threading
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Optional
+from datetime import UTC, datetime, timedelta
 
 import requests
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from ..core.config import Settings
 from ..core.phones import mask_address
@@ -114,7 +114,7 @@ class _HttpClient(TwilioHttpClient):
         return dict(last.headers) if last is not None and last.headers else {}
 
 
-def _retry_after(headers: dict) -> Optional[float]:
+def _retry_after(headers: dict) -> float | None:
     for key, value in headers.items():
         if key.lower() == "retry-after":
             try:
@@ -129,8 +129,6 @@ def _never_reached(exc: requests.RequestException) -> bool:
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
     if isinstance(exc, requests.exceptions.ConnectionError):
-        from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
-
         reason = exc.args[0] if exc.args else None
         if isinstance(reason, MaxRetryError):
             reason = reason.reason
@@ -141,26 +139,35 @@ def _never_reached(exc: requests.RequestException) -> bool:
 _URL = re.compile(r"https?://\S+")
 
 
-def same_text(sent: Optional[str], ours: Optional[str]) -> bool:
+def same_text(sent: str | None, ours: str | None) -> bool:
     """The same message, allowing for links: each attempt renders fresh signed (timestamped) tokens."""
     if sent is None or ours is None:
         return False
     return sent == ours or _URL.sub("<link>", sent) == _URL.sub("<link>", ours)
 
 
-def _utc(when: Optional[datetime]) -> Optional[datetime]:
+def _utc(when: datetime | None) -> datetime | None:
     if when is None:
         return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 class TwilioSmsChannel(Channel):
     name = "sms"
 
-    def __init__(self, account_sid: str, auth_token: str, *, from_number: Optional[str] = None,
-                 messaging_service_sid: Optional[str] = None, status_callback: Optional[str] = None,
-                 api_url: Optional[str] = None, limiter: Optional[Pacer] = None,
-                 timeout: Optional[float] = None, owned_elsewhere: Optional[SidOwners] = None):
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        from_number: str | None = None,
+        messaging_service_sid: str | None = None,
+        status_callback: str | None = None,
+        api_url: str | None = None,
+        limiter: Pacer | None = None,
+        timeout: float | None = None,
+        owned_elsewhere: SidOwners | None = None,
+    ):
         if not (from_number or messaging_service_sid):
             raise ValueError("TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID is required")
         self.http = _HttpClient(timeout=timeout or HTTP_TIMEOUT)
@@ -179,8 +186,9 @@ class TwilioSmsChannel(Channel):
         self._pace = threading.local()
 
     @classmethod
-    def from_settings(cls, settings: Settings, limiter: Optional[Pacer] = None,
-                      owned_elsewhere: Optional[SidOwners] = None) -> TwilioSmsChannel:
+    def from_settings(
+        cls, settings: Settings, limiter: Pacer | None = None, owned_elsewhere: SidOwners | None = None
+    ) -> TwilioSmsChannel:
         return cls(
             settings.twilio_account_sid or "",
             settings.twilio_auth_token or "",
@@ -219,22 +227,24 @@ class TwilioSmsChannel(Channel):
         if message.last_error_code == AMBIGUOUS:
             state, sid = self._find_existing(message)
             if state == Reconciled.found:
-                log.info("message %s: the earlier ambiguous attempt did reach Twilio; not sending again",
-                         message.id)
+                log.info("message %s: the earlier ambiguous attempt did reach Twilio; not sending again", message.id)
                 return SendResult.sent(sid or "")
             if state == Reconciled.unknown:
-                return SendResult.retry("the previous attempt may have reached Twilio and Twilio cannot be asked "
-                                        "right now; not sending again yet", code=AMBIGUOUS)
+                return SendResult.retry(
+                    "the previous attempt may have reached Twilio and Twilio cannot be asked "
+                    "right now; not sending again yet",
+                    code=AMBIGUOUS,
+                )
         return self._create(message)
 
-    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, Optional[str]]:
+    def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, str | None]:
         if not message.body:
             return Reconciled.not_found, None  # never rendered, so never handed to Twilio
         return self._find_existing(message)
 
     # -- internals --------------------------------------------------------------------------
     def _create(self, message: OutboundMessage) -> SendResult:
-        kwargs: dict[str, Optional[str]] = {"to": message.to, "body": message.body}
+        kwargs: dict[str, str | None] = {"to": message.to, "body": message.body}
         if self.messaging_service_sid:
             kwargs["messaging_service_sid"] = self.messaging_service_sid
         else:
@@ -250,10 +260,17 @@ class TwilioSmsChannel(Channel):
             if _never_reached(exc):
                 log.warning("message %s: Twilio unreachable (%s)", message.id, type(exc).__name__)
                 return SendResult.retry(f"could not connect to Twilio ({type(exc).__name__})", code="connect")
-            log.warning("message %s to %s: no answer from Twilio after sending (%s); outcome unknown",
-                        message.id, mask_address(message.to), type(exc).__name__)
-            return SendResult.retry(f"no answer from Twilio after the request was sent ({type(exc).__name__}); "
-                                    "it will be checked before any resend", code=AMBIGUOUS)
+            log.warning(
+                "message %s to %s: no answer from Twilio after sending (%s); outcome unknown",
+                message.id,
+                mask_address(message.to),
+                type(exc).__name__,
+            )
+            return SendResult.retry(
+                f"no answer from Twilio after the request was sent ({type(exc).__name__}); "
+                "it will be checked before any resend",
+                code=AMBIGUOUS,
+            )
         return SendResult.sent(created.sid)
 
     def _classify(self, message: OutboundMessage, exc) -> SendResult:
@@ -268,8 +285,9 @@ class TwilioSmsChannel(Channel):
             return SendResult(Outcome.opted_out, error=REASONS[21610], error_code="21610")
         if status == 429 or code == 20429:
             after = _retry_after(self.http.last_headers())
-            return SendResult.retry("Twilio is rate limiting (429 Too Many Requests)", code=code_text,
-                                    retry_after=after)
+            return SendResult.retry(
+                "Twilio is rate limiting (429 Too Many Requests)", code=code_text, retry_after=after
+            )
         if status == 401 or code == 20003:
             # Our credentials, not the message: retry (with backoff) so a fixed config still sends it.
             log.error("Twilio rejected the credentials (401): check TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN")
@@ -277,21 +295,23 @@ class TwilioSmsChannel(Channel):
         if status >= 500 or status == 0:
             after = _retry_after(self.http.last_headers())
             if status in (502, 504):  # a gateway lost Twilio's answer: it may have been created
-                return SendResult.retry(f"Twilio gateway error {status}; it will be checked before any resend",
-                                        code=AMBIGUOUS, retry_after=after)
+                return SendResult.retry(
+                    f"Twilio gateway error {status}; it will be checked before any resend",
+                    code=AMBIGUOUS,
+                    retry_after=after,
+                )
             return SendResult.retry(f"Twilio server error {status}", code=code_text, retry_after=after)
         reason = REASONS.get(code) if code is not None else None
         if reason is None:
             detail = getattr(exc, "msg", None) or getattr(exc, "detail", None) or getattr(exc, "title", "") or ""
             detail = _DIGITS.sub("[number]", str(detail)).removeprefix("Unable to create record: ")
             reason = detail or f"HTTP {status}"
-        log.warning("message %s to %s: Twilio refused it (code %s)", message.id, mask_address(message.to),
-                    code_text)
+        log.warning("message %s to %s: Twilio refused it (code %s)", message.id, mask_address(message.to), code_text)
         return SendResult.failed(f"Twilio error {code_text}: {reason}", code=code_text)
 
-    def _not_before(self, message: OutboundMessage) -> Optional[datetime]:
+    def _not_before(self, message: OutboundMessage) -> datetime | None:
         """The earliest moment this row can have been handed to Twilio (minus clock margin)."""
-        bounds = [w.astimezone(timezone.utc) for w in (message.created_at, message.scheduled_for) if w is not None]
+        bounds = [w.astimezone(UTC) for w in (message.created_at, message.scheduled_for) if w is not None]
         return max(bounds) - CLOCK_MARGIN if bounds else None
 
     def _owned_elsewhere(self, message: OutboundMessage, sids: list[str]) -> set[str]:
@@ -300,7 +320,7 @@ class TwilioSmsChannel(Channel):
             return set()
         return self.owned_elsewhere(message.id, sids)
 
-    def _find_existing(self, message: OutboundMessage) -> tuple[Reconciled, Optional[str]]:
+    def _find_existing(self, message: OutboundMessage) -> tuple[Reconciled, str | None]:
         """Does Twilio already hold this message? found / not_found / unknown (cannot ask)."""
         not_before = self._not_before(message)
         kwargs = {"to": message.to, "limit": LIST_LIMIT}
@@ -315,13 +335,17 @@ class TwilioSmsChannel(Channel):
                     continue
                 if not_before is not None and created is not None and created < not_before:
                     continue
-                candidates.append((created or datetime.min.replace(tzinfo=timezone.utc), m.sid))
+                candidates.append((created or datetime.min.replace(tzinfo=UTC), m.sid))
             taken = self._owned_elsewhere(message, [sid for _, sid in candidates])
         except (TwilioRestException, TwilioServiceException, requests.RequestException) as exc:
-            log.warning("message %s: cannot list recent messages to %s (%s)", message.id,
-                        mask_address(message.to), type(exc).__name__)
+            log.warning(
+                "message %s: cannot list recent messages to %s (%s)",
+                message.id,
+                mask_address(message.to),
+                type(exc).__name__,
+            )
             return Reconciled.unknown, None
-        except Exception:  # noqa: BLE001 - e.g. the database: cannot tell, so do not resend
+        except Exception:
             log.exception("message %s: reconciling with Twilio failed", message.id)
             return Reconciled.unknown, None
         mine = sorted((c for c in candidates if c[1] not in taken), key=lambda c: c[0])

@@ -7,7 +7,6 @@ import getpass
 import logging
 import os
 import sys
-from typing import Optional
 
 import httpx
 import uvicorn
@@ -28,8 +27,9 @@ log = logging.getLogger("aftercare")
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -52,8 +52,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ctx = context(settings)
     ensure_db(ctx, create=False)
     configure(celery, settings)  # each worker process builds its runtime after the fork
-    argv = ["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}", "--without-gossip",
-            "--without-mingle"]
+    argv = ["worker", "--loglevel=INFO", f"--concurrency={args.concurrency}", "--without-gossip", "--without-mingle"]
     if settings.database_url.startswith("sqlite") and not settings.broker_url:
         argv.append("--pool=threads")  # embedded mode: one process, no fork over SQLite
     celery.worker_main(argv)
@@ -167,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging()
     try:
@@ -180,4 +179,3 @@ def main(argv: Optional[list[str]] = None) -> int:
     except CliError as exc:
         print(f"aftercare: {exc}", file=sys.stderr)
         return 2
-

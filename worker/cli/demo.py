@@ -38,17 +38,30 @@ def run_demo(args: argparse.Namespace) -> int:
         else:
             password = "(unchanged from the last demo)"
         token = create_token(db, "demo", now)
-        patient = Patient(first_name="Dana", last_name="Demo", phone=PATIENT_PHONE, email="dana@example.org",
-                          timezone="America/New_York", sms_consent=True, email_consent=True, phq9_by_sms=True)
-        session = InfusionSession(patient=patient, scheduled_start=now + timedelta(seconds=75),
-                                  status=SessionStatus.scheduled, driver_name="Sam",
-                                  driver_phone="+12125550199")
+        patient = Patient(
+            first_name="Dana",
+            last_name="Demo",
+            phone=PATIENT_PHONE,
+            email="dana@example.org",
+            timezone="America/New_York",
+            sms_consent=True,
+            email_consent=True,
+            phq9_by_sms=True,
+        )
+        session = InfusionSession(
+            patient=patient,
+            scheduled_start=now + timedelta(seconds=75),
+            status=SessionStatus.scheduled,
+            driver_name="Sam",
+            driver_phone="+12125550199",
+        )
         db.add_all([patient, session])
         db.flush()
         sync_session(db, session, now, ctx.protocol)
         sid = session.id
     base = os.environ["PUBLIC_BASE_URL"]
-    print(f"""
+    print(
+        f"""
 Aftercare demo: one patient (Dana, {PATIENT_PHONE}) and one session (#{sid}) starting in 75 seconds,
 on a protocol where hours are seconds. Messages appear below as [outbox] lines.
 
@@ -66,5 +79,7 @@ In another terminal (same directory, same virtualenv):
 
 Clinician login: demo@example.org / {password}
 API token: {token}
-""", flush=True)
+""",
+        flush=True,
+    )
     return run_parts(args.host, args.port)

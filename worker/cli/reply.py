@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from typing import Optional
 
 import httpx
 from twilio.request_validator import RequestValidator
@@ -12,8 +11,9 @@ from ..core.config import Settings
 from ..core.phones import to_e164
 
 
-def signed_inbound(settings: Settings, phone: str, text: str,
-                   base_url: Optional[str] = None) -> tuple[str, dict[str, str], dict[str, str]]:
+def signed_inbound(
+    settings: Settings, phone: str, text: str, base_url: str | None = None
+) -> tuple[str, dict[str, str], dict[str, str]]:
     """(url to post to, form params, headers) for one inbound SMS."""
     try:
         sender = to_e164(phone)
@@ -33,12 +33,13 @@ def signed_inbound(settings: Settings, phone: str, text: str,
     headers = {}
     if settings.twilio_auth_token:
         headers["X-Twilio-Signature"] = RequestValidator(settings.twilio_auth_token).compute_signature(
-            signed_url, params)
+            signed_url, params
+        )
     post_url = (base_url.rstrip("/") + "/webhooks/twilio/sms") if base_url else signed_url
     return post_url, params, headers
 
 
-def post_inbound_sms(settings: Settings, phone: str, text: str, base_url: Optional[str] = None) -> tuple[int, str]:
+def post_inbound_sms(settings: Settings, phone: str, text: str, base_url: str | None = None) -> tuple[int, str]:
     url, params, headers = signed_inbound(settings, phone, text, base_url)
     r = httpx.post(url, data=params, headers=headers, timeout=10)
     return r.status_code, r.text

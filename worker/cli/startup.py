@@ -34,5 +34,5 @@ def ensure_db(ctx: Context, create: bool) -> None:
             log.info("database ready")
     except CliError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any driver error: one line naming the variable
         raise CliError(f"DATABASE_URL: cannot use the database ({type(exc).__name__}: {exc})") from None

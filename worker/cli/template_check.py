@@ -14,10 +14,10 @@ used instead), a language with no templates at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from jinja2 import Environment, TemplateSyntaxError, UndefinedError, meta
@@ -70,7 +70,7 @@ def sample_context(settings: Settings, lang: str) -> dict[str, Any]:
     for expects in (Expects.yes_no, Expects.home, Expects.mood, Expects.phq9):
         links.update(links_for(link_settings, SAMPLE_MESSAGE_ID, expects))
     clinic = settings.clinic_name if settings.clinic_name and settings.clinic_name != "the clinic" else SAMPLE_CLINIC
-    start = datetime(2027, 10, 30, 14, 30, tzinfo=timezone.utc)  # a Saturday ("sáb"), two-digit day and hour
+    start = datetime(2027, 10, 30, 14, 30, tzinfo=UTC)  # a Saturday ("sáb"), two-digit day and hour
     stem, items, answers = _phq9(lang)
     base = settings.public_base_url
     return {
@@ -102,8 +102,7 @@ def _variables(env: Environment, path: str) -> set[str]:
     return meta.find_undeclared_variables(env.parse(source))
 
 
-def _render_sms_variants(templates: MessageTemplates, lang: str, name: str, ctx: dict[str, Any]
-                         ) -> tuple[str, str]:
+def _render_sms_variants(templates: MessageTemplates, lang: str, name: str, ctx: dict[str, Any]) -> tuple[str, str]:
     """(longest rendering, note). Templates showing a PHQ-9 question are tried with each item."""
     path = f"messages/{lang}/{name}{SMS_SUFFIX}"
     variants = [ctx]
@@ -131,8 +130,10 @@ def _names(directory: Path) -> tuple[list[str], list[str]]:
             sms.append(n[: -len(SMS_SUFFIX)])
         elif n.endswith(EMAIL_SUFFIXES[0]):
             email.append(n[: -len(EMAIL_SUFFIXES[0])])
-        elif n.endswith(EMAIL_SUFFIXES[1]) and not (directory / (n[: -len(EMAIL_SUFFIXES[1])]
-                                                                 + EMAIL_SUFFIXES[0])).exists():
+        elif (
+            n.endswith(EMAIL_SUFFIXES[1])
+            and not (directory / (n[: -len(EMAIL_SUFFIXES[1])] + EMAIL_SUFFIXES[0])).exists()
+        ):
             email.append(n[: -len(EMAIL_SUFFIXES[1])])  # reported: its text part is missing
     return sms, email
 
@@ -165,15 +166,17 @@ def check_templates(settings: Settings, out: TextIO) -> int:
         for name in sms_names:
             try:
                 text, note = _render_sms_variants(templates, lang, name, ctx)
-            except Exception as exc:  # every failure is reported, none stops the check
+            except Exception as exc:  # noqa: BLE001 - every failure is reported, none stops the check
                 errors.append(f"{lang}/{name}{SMS_SUFFIX}: {_describe(exc)}")
                 continue
             info = sms_info(text)
             row = SmsRow(lang, name, info.encoding, info.chars, info.segments, note)
             sms_rows.append(row)
             if info.segments > MAX_SEGMENTS:
-                errors.append(f"{lang}/{name}{SMS_SUFFIX}: {info.segments} segments ({info.chars} chars, "
-                              f"{info.encoding}); at most {MAX_SEGMENTS} allowed")
+                errors.append(
+                    f"{lang}/{name}{SMS_SUFFIX}: {info.segments} segments ({info.chars} chars, "
+                    f"{info.encoding}); at most {MAX_SEGMENTS} allowed"
+                )
             if lang == "en" and info.encoding == "UCS-2":
                 odd = sorted({c for c in text if c not in templating.GSM7_BASIC and c not in templating.GSM7_EXT})
                 warnings.append(f"en/{name}{SMS_SUFFIX}: UCS-2 because of {' '.join(repr(c) for c in odd)}")
@@ -184,7 +187,7 @@ def check_templates(settings: Settings, out: TextIO) -> int:
                 continue
             try:
                 rendered = templates.email(name, lang, ctx)
-            except Exception as exc:  # reported, like the SMS above
+            except Exception as exc:  # noqa: BLE001 - reported, like the SMS above
                 errors.append(f"{lang}/{name}.email.*: {_describe(exc)}")
                 continue
             email_rows.append((lang, name, rendered.subject))
@@ -209,8 +212,10 @@ def _table(out: TextIO, header: Iterable[str], rows: list[tuple], right: set[int
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
 
     def line(cells) -> str:
-        return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            str(c).rjust(w) if i in right else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     out.write(line(header) + "\n")
     out.write(line("-" * w for w in widths) + "\n")
@@ -218,14 +223,35 @@ def _table(out: TextIO, header: Iterable[str], rows: list[tuple], right: set[int
         out.write(line(r) + "\n")
 
 
-def _print_report(out: TextIO, templates_dir: Path, sms_rows: list[SmsRow], email_rows: list[tuple[str, str, str]],
-                  warnings: list[str], errors: list[str]) -> None:
-    out.write(f"Templates in {templates_dir / 'messages'} (sample data: first name {SAMPLE_FIRST_NAME!r}, "
-              f"real-length signed links)\n\n")
+def _print_report(
+    out: TextIO,
+    templates_dir: Path,
+    sms_rows: list[SmsRow],
+    email_rows: list[tuple[str, str, str]],
+    warnings: list[str],
+    errors: list[str],
+) -> None:
+    out.write(
+        f"Templates in {templates_dir / 'messages'} (sample data: first name {SAMPLE_FIRST_NAME!r}, "
+        f"real-length signed links)\n\n"
+    )
     out.write("SMS\n")
-    _table(out, ("language", "template", "encoding", "chars", "segments", ""),
-           [(r.lang, r.name, r.encoding, r.chars, r.segments if r.segments <= MAX_SEGMENTS else f"{r.segments} !",
-             r.note) for r in sms_rows], right={3, 4})
+    _table(
+        out,
+        ("language", "template", "encoding", "chars", "segments", ""),
+        [
+            (
+                r.lang,
+                r.name,
+                r.encoding,
+                r.chars,
+                r.segments if r.segments <= MAX_SEGMENTS else f"{r.segments} !",
+                r.note,
+            )
+            for r in sms_rows
+        ],
+        right={3, 4},
+    )
     out.write("\nEmail\n")
     _table(out, ("language", "template", "subject"), email_rows, right=set())
     if warnings:
@@ -238,6 +264,8 @@ def _print_report(out: TextIO, templates_dir: Path, sms_rows: list[SmsRow], emai
             out.write(f"  error: {e}\n")
     over = sum(1 for r in sms_rows if r.segments > MAX_SEGMENTS)
     verdict = "FAILED" if errors else "OK"
-    out.write(f"\ntemplates check {verdict}: {len(sms_rows)} SMS ({over} over {MAX_SEGMENTS} segments), "
-              f"{len(email_rows)} email rendered; {len(errors)} error(s), {len(warnings)} warning(s)\n")
+    out.write(
+        f"\ntemplates check {verdict}: {len(sms_rows)} SMS ({over} over {MAX_SEGMENTS} segments), "
+        f"{len(email_rows)} email rendered; {len(errors)} error(s), {len(warnings)} warning(s)\n"
+    )
     out.flush()

@@ -16,7 +16,6 @@ flag, so the matcher errs on the side of flagging:
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional
 
 from .parsing import _squeeze, words
 
@@ -94,19 +93,22 @@ def levenshtein(a: str, b: str) -> int:
 def _word_matches(token: str, word: str) -> bool:
     if token == word or _squeeze(token) == _squeeze(word):
         return True
-    return (len(word) >= _FUZZY_MIN_LEN and abs(len(token) - len(word)) <= 1
-            and token not in _NEAR_MISSES and levenshtein(token, word) <= 1)
+    return (
+        len(word) >= _FUZZY_MIN_LEN
+        and abs(len(token) - len(word)) <= 1
+        and token not in _NEAR_MISSES
+        and levenshtein(token, word) <= 1
+    )
 
 
-def _matches_at(tokens: list[str], squeezed_tokens: list[str], i: int,
-                pattern: tuple[str, ...], squeezed: str) -> bool:
+def _matches_at(tokens: list[str], squeezed_tokens: list[str], i: int, pattern: tuple[str, ...], squeezed: str) -> bool:
     n = len(pattern)
-    if i + n <= len(tokens) and all(_word_matches(t, w) for t, w in zip(tokens[i:i + n], pattern)):
+    if i + n <= len(tokens) and all(_word_matches(t, w) for t, w in zip(tokens[i : i + n], pattern, strict=True)):
         return True
     # Spacing differs ("killmyself", "kill my self"): glue the tokens, squeeze doubled letters,
     # and compare with the glued phrase. squeeze(a) is always a prefix of squeeze(a + b).
     glued = ""
-    for k, token in enumerate(squeezed_tokens[i:i + n + 2], 1):
+    for k, token in enumerate(squeezed_tokens[i : i + n + 2], 1):
         glued += token[1:] if glued and token and glued[-1] == token[0] else token
         if not squeezed.startswith(glued):
             return False
@@ -115,9 +117,12 @@ def _matches_at(tokens: list[str], squeezed_tokens: list[str], i: int,
     return False
 
 
-def contains_crisis_language(text: Optional[str]) -> bool:
+def contains_crisis_language(text: str | None) -> bool:
     """True when the reply contains any phrase of ``PHRASES`` (see the module doc for how)."""
     tokens = words(text, MAX_CHARS)
     squeezed_tokens = [_squeeze(t) for t in tokens]
-    return any(_matches_at(tokens, squeezed_tokens, i, p, s)
-               for i in range(len(tokens)) for p, s in zip(_PATTERNS, _SQUEEZED))
+    return any(
+        _matches_at(tokens, squeezed_tokens, i, p, s)
+        for i in range(len(tokens))
+        for p, s in zip(_PATTERNS, _SQUEEZED, strict=True)
+    )

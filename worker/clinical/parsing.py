@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional
 
 MAX_CHARS = 2000
 _MAX_DIGITS = 1000  # a longer digit run is not read as a number (int() of huge strings is slow)
@@ -21,7 +20,7 @@ _DASHES = {0x2212: "-", 0x2013: "-"}  # minus sign, en dash (as a minus before a
 _WORD = re.compile(r"[^\W_]+")
 
 
-def fold(text: Optional[str], limit: int = MAX_CHARS) -> str:
+def fold(text: str | None, limit: int = MAX_CHARS) -> str:
     """Lower-case, accent-free, apostrophe-free form of ``text`` (NFKD, combining marks dropped)."""
     if not text:
         return ""
@@ -30,7 +29,7 @@ def fold(text: Optional[str], limit: int = MAX_CHARS) -> str:
     return "".join(c for c in decomposed if not unicodedata.category(c).startswith("M")).casefold()
 
 
-def words(text: Optional[str], limit: int = MAX_CHARS) -> list[str]:
+def words(text: str | None, limit: int = MAX_CHARS) -> list[str]:
     """The folded words of ``text``: runs of letters/digits; punctuation and emoji split words."""
     return _WORD.findall(fold(text, limit))
 
@@ -47,10 +46,43 @@ _NO = {"no", "nope", "nah"}
 _HOME = {"home", "casa"}
 # Anything that says "not (yet) home": negations and on-the-way words. Any of them -> None.
 _NOT_HOME = {
-    "not", "never", "cant", "dont", "didnt", "havent", "hasnt", "hadnt", "isnt", "arent", "wasnt",
-    "werent", "wont", "aint", "yet", "soon", "almost", "nearly", "later", "heading", "headed",
-    "going", "driving", "leaving", "omw", "otw", "way", "todavia", "aun", "pronto", "casi",
-    "camino", "rumbo", "voy", "vamos", "yendo", "nunca",
+    "not",
+    "never",
+    "cant",
+    "dont",
+    "didnt",
+    "havent",
+    "hasnt",
+    "hadnt",
+    "isnt",
+    "arent",
+    "wasnt",
+    "werent",
+    "wont",
+    "aint",
+    "yet",
+    "soon",
+    "almost",
+    "nearly",
+    "later",
+    "heading",
+    "headed",
+    "going",
+    "driving",
+    "leaving",
+    "omw",
+    "otw",
+    "way",
+    "todavia",
+    "aun",
+    "pronto",
+    "casi",
+    "camino",
+    "rumbo",
+    "voy",
+    "vamos",
+    "yendo",
+    "nunca",
 }
 
 
@@ -61,7 +93,7 @@ def _yes_no_hits(ws: list[str]) -> tuple[bool, bool]:
     return yes, no
 
 
-def parse_yes_no(text: Optional[str]) -> Optional[bool]:
+def parse_yes_no(text: str | None) -> bool | None:
     """True for YES/Y/YEP/SI/SÍ (+ yeah, yup, claro, "yes please"), False for NO/N/nope/nah.
 
     A reply holding both a yes-word and a no-word ("no problem, yes") is ambiguous: None.
@@ -76,7 +108,7 @@ def parse_yes_no(text: Optional[str]) -> Optional[bool]:
     return yes
 
 
-def parse_home(text: Optional[str]) -> Optional[bool]:
+def parse_home(text: str | None) -> bool | None:
     """True for HOME/YES/CASA/SI (+ "I'm home", "home now", "estoy en casa"); otherwise None.
 
     Never False: "not home yet", "on my way home", "no" all give None (ask again later).
@@ -95,16 +127,61 @@ def parse_home(text: Optional[str]) -> Optional[bool]:
 
 _NUMBER_WORDS = {
     # English
-    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-    "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
-    "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18,
-    "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60,
-    "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
+    "zero": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+    "hundred": 100,
     # Spanish ("un"/"una" are articles and "once" is English too: deliberately left out)
-    "cero": 0, "uno": 1, "dos": 2, "tres": 3, "cuatro": 4, "cinco": 5, "seis": 6, "siete": 7,
-    "ocho": 8, "nueve": 9, "diez": 10, "doce": 12, "trece": 13, "catorce": 14, "quince": 15,
-    "dieciseis": 16, "diecisiete": 17, "dieciocho": 18, "diecinueve": 19, "veinte": 20,
-    "treinta": 30, "cuarenta": 40, "cincuenta": 50, "cien": 100, "ciento": 100,
+    "cero": 0,
+    "uno": 1,
+    "dos": 2,
+    "tres": 3,
+    "cuatro": 4,
+    "cinco": 5,
+    "seis": 6,
+    "siete": 7,
+    "ocho": 8,
+    "nueve": 9,
+    "diez": 10,
+    "doce": 12,
+    "trece": 13,
+    "catorce": 14,
+    "quince": 15,
+    "dieciseis": 16,
+    "diecisiete": 17,
+    "dieciocho": 18,
+    "diecinueve": 19,
+    "veinte": 20,
+    "treinta": 30,
+    "cuarenta": 40,
+    "cincuenta": 50,
+    "cien": 100,
+    "ciento": 100,
 }
 # "one" after these words is a pronoun ("no one", "the one"), not a number.
 _NOT_NUMBER_BEFORE_ONE = {"no", "any", "every", "some", "the", "this", "that", "which"}
@@ -120,13 +197,13 @@ def _word_to_digits(match: re.Match) -> str:
     if value is None:
         return word
     if word == "one":
-        before = match.string[max(0, match.start() - 12):match.start()].split()
+        before = match.string[max(0, match.start() - 12) : match.start()].split()
         if before and before[-1] in _NOT_NUMBER_BEFORE_ONE:
             return word
     return f" {value} "
 
 
-def _integers(folded: str) -> Optional[set[int]]:
+def _integers(folded: str) -> set[int] | None:
     """The distinct integers in ``folded`` ("/10", "out of 10" dropped); None if unreadable."""
     if _DECIMAL.search(folded):
         return None  # "7.5", "7,5": not an integer answer
@@ -140,7 +217,7 @@ def _integers(folded: str) -> Optional[set[int]]:
     return found
 
 
-def _numbers(text: Optional[str]) -> Optional[set[int]]:
+def _numbers(text: str | None) -> set[int] | None:
     """Digits win over number words ("one of those days, 4" -> {4}); words only when no digits."""
     folded = "".join(ch if not ch.isdigit() or ch.isascii() else " " for ch in fold(text))
     found = _integers(folded)
@@ -149,7 +226,7 @@ def _numbers(text: Optional[str]) -> Optional[set[int]]:
     return _integers(_LETTERS.sub(_word_to_digits, folded))
 
 
-def find_number(text: Optional[str]) -> Optional[int]:
+def find_number(text: str | None) -> int | None:
     """The single integer in the reply, any size or sign ("7", "7/10", "seven", "-3", "42").
 
     None when there is no number, more than one different number ("between 5 and 6"), or a
@@ -161,7 +238,7 @@ def find_number(text: Optional[str]) -> Optional[int]:
     return next(iter(found))
 
 
-def parse_mood(text: Optional[str]) -> Optional[int]:
+def parse_mood(text: str | None) -> int | None:
     """Mood 0-10 (docs/replies.md); None when no number or out of range (use find_number to tell which)."""
     n = find_number(text)
     return n if n is not None and 0 <= n <= 10 else None
@@ -171,15 +248,28 @@ def parse_mood(text: Optional[str]) -> Optional[int]:
 
 # Folded answer labels (and a few safe variants) -> score. Matched as whole words.
 _PHQ9_LABELS = {
-    "not at all": 0, "never": 0, "para nada": 0, "nada": 0, "ningun dia": 0, "nunca": 0,
-    "several days": 1, "several": 1, "some days": 1, "varios dias": 1,
-    "more than half the days": 2, "more than half": 2, "half the days": 2,
-    "mas de la mitad de los dias": 2, "mas de la mitad": 2,
-    "nearly every day": 3, "almost every day": 3, "casi todos los dias": 3,
+    "not at all": 0,
+    "never": 0,
+    "para nada": 0,
+    "nada": 0,
+    "ningun dia": 0,
+    "nunca": 0,
+    "several days": 1,
+    "several": 1,
+    "some days": 1,
+    "varios dias": 1,
+    "more than half the days": 2,
+    "more than half": 2,
+    "half the days": 2,
+    "mas de la mitad de los dias": 2,
+    "mas de la mitad": 2,
+    "nearly every day": 3,
+    "almost every day": 3,
+    "casi todos los dias": 3,
 }
 
 
-def parse_phq9_item(text: Optional[str]) -> Optional[int]:
+def parse_phq9_item(text: str | None) -> int | None:
     """A PHQ-9 answer 0-3: a digit, a number word (en/es) or an answer label (en/es).
 
     A label and a number that disagree ("2 - nearly every day") give None.
@@ -199,13 +289,20 @@ def parse_phq9_item(text: Optional[str]) -> Optional[int]:
 # --- opt-out keywords --------------------------------------------------------------------------
 
 _KEYWORDS = {
-    "stop": "stop", "stopall": "stop", "unsubscribe": "stop", "cancel": "stop", "end": "stop",
-    "quit": "stop", "start": "start", "unstop": "start", "help": "help",
+    "stop": "stop",
+    "stopall": "stop",
+    "unsubscribe": "stop",
+    "cancel": "stop",
+    "end": "stop",
+    "quit": "stop",
+    "start": "start",
+    "unstop": "start",
+    "help": "help",
 }
 
 
-def classify_keyword(text: Optional[str]) -> Optional[str]:
-    """"stop" / "start" / "help" when the reply is the keyword alone (docs/replies.md), else None.
+def classify_keyword(text: str | None) -> str | None:
+    """ "stop" / "start" / "help" when the reply is the keyword alone (docs/replies.md), else None.
 
     Case, accents, surrounding whitespace, punctuation and emoji are ignored ("Stop!", " STOP. ");
     any other word makes it an ordinary reply ("stop texting me" -> None).
@@ -214,7 +311,7 @@ def classify_keyword(text: Optional[str]) -> Optional[str]:
     return _KEYWORDS.get(ws[0]) if len(ws) == 1 else None
 
 
-def keyword_from_opt_out_type(value: Optional[str]) -> Optional[str]:
+def keyword_from_opt_out_type(value: str | None) -> str | None:
     """Twilio's OptOutType ("STOP", "START", "HELP", any case) -> "stop"/"start"/"help"."""
     if not isinstance(value, str):
         return None

@@ -7,13 +7,11 @@ The Spanish text is the authors' official Spanish version (its accents make SMS 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 STEM = {
-    "en": "Over the last 2 weeks, how often have you been bothered by any of the following "
-          "problems?",
-    "es": "Durante las últimas 2 semanas, ¿qué tan seguido ha tenido molestias debido a los "
-          "siguientes problemas?",
+    "en": "Over the last 2 weeks, how often have you been bothered by any of the following problems?",
+    "es": "Durante las últimas 2 semanas, ¿qué tan seguido ha tenido molestias debido a los siguientes problemas?",
 }
 
 ITEMS = {
@@ -23,8 +21,7 @@ ITEMS = {
         "Trouble falling or staying asleep, or sleeping too much",
         "Feeling tired or having little energy",
         "Poor appetite or overeating",
-        "Feeling bad about yourself - or that you are a failure or have let yourself or your "
-        "family down",
+        "Feeling bad about yourself - or that you are a failure or have let yourself or your family down",
         "Trouble concentrating on things, such as reading the newspaper or watching television",
         "Moving or speaking so slowly that other people could have noticed? Or the opposite - "
         "being so fidgety or restless that you have been moving around a lot more than usual",
@@ -53,8 +50,7 @@ ANSWERS = {
 
 PANEL_LOINC = "44249-1"
 TOTAL_LOINC = "44261-6"
-ITEM_LOINC = ["44250-9", "44255-8", "44259-0", "44254-1", "44251-7",
-              "44258-2", "44252-5", "44253-3", "44260-8"]
+ITEM_LOINC = ["44250-9", "44255-8", "44259-0", "44254-1", "44251-7", "44258-2", "44252-5", "44253-3", "44260-8"]
 ANSWER_LOINC = ["LA6568-5", "LA6569-3", "LA6570-1", "LA6571-9"]  # scores 0, 1, 2, 3
 
 SUICIDE_ITEM = 8  # 0-based index of item 9: any answer >= 1 needs same-day clinician review

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -10,7 +10,21 @@ from .db import utcnow
 from .models import AuditEvent
 
 
-def record(db: Session, actor: str, action: str, object_type: str, object_id: Optional[object],
-           detail: Optional[dict[str, Any]] = None) -> None:
-    db.add(AuditEvent(at=utcnow(), actor=actor, action=action, object_type=object_type,
-                      object_id=None if object_id is None else str(object_id), detail=detail or {}))
+def record(
+    db: Session,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: object | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    db.add(
+        AuditEvent(
+            at=utcnow(),
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=None if object_id is None else str(object_id),
+            detail=detail or {},
+        )
+    )

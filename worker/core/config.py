@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,23 +31,23 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///aftercare.db"
     # Empty = the embedded broker (kombu's SQLAlchemy transport on a SQLite file).
     broker_url: str = ""
-    twilio_account_sid: Optional[str] = None
-    twilio_auth_token: Optional[str] = None
-    twilio_from_number: Optional[str] = None
-    twilio_messaging_service_sid: Optional[str] = None
-    twilio_api_url: Optional[str] = None
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_url: str | None = None
     twilio_max_mps: float = Field(default=1.0, gt=0)
-    smtp_url: Optional[str] = None
-    mail_from: Optional[str] = None
+    smtp_url: str | None = None
+    mail_from: str | None = None
     public_base_url: str = "http://localhost:8000"
-    followup_protocol: Optional[Path] = None
+    followup_protocol: Path | None = None
     clinic_name: str = "the clinic"
     clinic_phone: str = ""
     clinic_timezone: str = "America/New_York"
     oncall_sms: str = ""
     oncall_email: str = ""
     dispatch_interval: float = Field(default=10.0, gt=0)
-    secret_key: Optional[str] = None
+    secret_key: str | None = None
     templates_dir: Path = DEFAULT_TEMPLATES
     # Seconds a message may stay in `sending` before the tick treats its worker as dead.
     sending_timeout: float = Field(default=300.0, gt=0)
@@ -73,20 +73,20 @@ class Settings(BaseSettings):
 
     @field_validator("smtp_url")
     @classmethod
-    def _smtp(cls, v: Optional[str]) -> Optional[str]:
+    def _smtp(cls, v: str | None) -> str | None:
         if v and urlsplit(v).scheme not in ("smtp", "smtp+starttls", "smtps"):
             raise ValueError("scheme must be smtp://, smtp+starttls:// or smtps://")
         return v or None
 
     @field_validator("followup_protocol")
     @classmethod
-    def _protocol(cls, v: Optional[Path]) -> Optional[Path]:
+    def _protocol(cls, v: Path | None) -> Path | None:
         if v is not None and not v.is_file():
             raise ValueError(f"no such file: {v}")
         return v
 
     @model_validator(mode="after")
-    def _twilio(self) -> "Settings":
+    def _twilio(self) -> Settings:
         if self.twilio_account_sid and self.twilio_auth_token:
             if not (self.twilio_from_number or self.twilio_messaging_service_sid):
                 raise ValueError(
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     def data_dir(self) -> Path:
         """Where embedded-mode files live: next to the SQLite database, else the cwd."""
         if self.database_url.startswith("sqlite:///") and ":memory:" not in self.database_url:
-            return Path(self.database_url[len("sqlite:///"):]).resolve().parent
+            return Path(self.database_url[len("sqlite:///") :]).resolve().parent
         return Path.cwd()
 
     @property

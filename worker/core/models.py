@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -41,8 +41,13 @@ class Base(DeclarativeBase):
 
 def _enum(kind: type[enum.StrEnum], length: int) -> Enum:
     """A string column holding an enum's values; no CHECK constraint (a new value needs no migration)."""
-    return Enum(kind, native_enum=False, create_constraint=False, length=length,
-                values_callable=lambda members: [m.value for m in members])
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [m.value for m in members],
+    )
 
 
 class SessionStatus(enum.StrEnum):
@@ -62,11 +67,11 @@ class MessageStatus(enum.StrEnum):
     skipped = "skipped"  # no consent / opted out / no address / already answered
 
     @classmethod
-    def pending(cls) -> tuple["MessageStatus", ...]:
+    def pending(cls) -> tuple[MessageStatus, ...]:
         return (cls.scheduled, cls.sending)
 
     @classmethod
-    def final(cls) -> tuple["MessageStatus", ...]:
+    def final(cls) -> tuple[MessageStatus, ...]:
         return (cls.sent, cls.delivered, cls.failed, cls.cancelled, cls.expired, cls.skipped)
 
 
@@ -126,18 +131,18 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100), default="")
-    phone: Mapped[Optional[str]] = mapped_column(String(20), index=True)  # E.164
-    email: Mapped[Optional[str]] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(20), index=True)  # E.164
+    email: Mapped[str | None] = mapped_column(String(320))
     timezone: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(5), default="en")
     preferred_channel: Mapped[ChannelName] = mapped_column(_enum(ChannelName, 10), default=ChannelName.sms)
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     email_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     phq9_by_sms: Mapped[bool] = mapped_column(Boolean, default=False)
-    external_id: Mapped[Optional[str]] = mapped_column(String(100), unique=True)
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
-    sessions: Mapped[list["InfusionSession"]] = relationship(back_populates="patient")
+    sessions: Mapped[list[InfusionSession]] = relationship(back_populates="patient")
 
 
 class SmsOptOut(Base):
@@ -156,16 +161,16 @@ class InfusionSession(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
     scheduled_start: Mapped[datetime] = mapped_column(UTCDateTime())
-    ended_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status: Mapped[SessionStatus] = mapped_column(_enum(SessionStatus, 20), default=SessionStatus.scheduled)
-    driver_name: Mapped[Optional[str]] = mapped_column(String(200))
-    driver_phone: Mapped[Optional[str]] = mapped_column(String(20))
-    external_id: Mapped[Optional[str]] = mapped_column(String(100), unique=True)
+    driver_name: Mapped[str | None] = mapped_column(String(200))
+    driver_phone: Mapped[str | None] = mapped_column(String(20))
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
     patient: Mapped[Patient] = relationship(back_populates="sessions")
-    messages: Mapped[list["Message"]] = relationship(back_populates="session")
+    messages: Mapped[list[Message]] = relationship(back_populates="session")
 
 
 class Message(Base):
@@ -182,13 +187,13 @@ class Message(Base):
     # session x step x recipient x channel x part; makes scheduling idempotent.
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     kind: Mapped[MessageKind] = mapped_column(_enum(MessageKind, 10), default=MessageKind.step)
-    session_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sessions.id"), index=True)
-    patient_id: Mapped[Optional[int]] = mapped_column(ForeignKey("patients.id"), index=True)
-    step: Mapped[Optional[str]] = mapped_column(String(64))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    step: Mapped[str | None] = mapped_column(String(64))
     part: Mapped[int] = mapped_column(Integer, default=0)
     recipient: Mapped[Recipient] = mapped_column(_enum(Recipient, 10))
     channel: Mapped[ChannelName] = mapped_column(_enum(ChannelName, 10))
-    to_address: Mapped[Optional[str]] = mapped_column(String(320))
+    to_address: Mapped[str | None] = mapped_column(String(320))
     template: Mapped[str] = mapped_column(String(64))
     # What the step expects in reply, copied from the protocol when the row is made: sending
     # (links, "already answered?") never looks the protocol up again.
@@ -197,23 +202,23 @@ class Message(Base):
     status: Mapped[MessageStatus] = mapped_column(_enum(MessageStatus, 12), default=MessageStatus.scheduled)
     scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    claimed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    provider_id: Mapped[Optional[str]] = mapped_column(String(255))
-    provider_status: Mapped[Optional[str]] = mapped_column(String(20))
-    error_code: Mapped[Optional[str]] = mapped_column(String(20))
-    error: Mapped[Optional[str]] = mapped_column(Text)
-    subject: Mapped[Optional[str]] = mapped_column(String(300))
-    body: Mapped[Optional[str]] = mapped_column(Text)  # as rendered at send time
-    html: Mapped[Optional[str]] = mapped_column(Text)  # email HTML part, as rendered
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_id: Mapped[str | None] = mapped_column(String(255))
+    provider_status: Mapped[str | None] = mapped_column(String(20))
+    error_code: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(300))
+    body: Mapped[str | None] = mapped_column(Text)  # as rendered at send time
+    html: Mapped[str | None] = mapped_column(Text)  # email HTML part, as rendered
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
-    session: Mapped[Optional[InfusionSession]] = relationship(back_populates="messages")
-    patient: Mapped[Optional[Patient]] = relationship()
+    session: Mapped[InfusionSession | None] = relationship(back_populates="messages")
+    patient: Mapped[Patient | None] = relationship()
 
 
 class Checkin(Base):
@@ -233,11 +238,11 @@ class Checkin(Base):
     expects: Mapped[Expects] = mapped_column(_enum(Expects, 10))
     status: Mapped[CheckinStatus] = mapped_column(_enum(CheckinStatus, 12), default=CheckinStatus.open)
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    escalate_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    escalate_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closes_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    answered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    score: Mapped[Optional[int]] = mapped_column(Integer)  # mood 0-10, PHQ-9 total, 1/0 yes/no
-    band: Mapped[Optional[str]] = mapped_column(String(20))  # PHQ-9 severity band
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    score: Mapped[int | None] = mapped_column(Integer)  # mood 0-10, PHQ-9 total, 1/0 yes/no
+    band: Mapped[str | None] = mapped_column(String(20))  # PHQ-9 severity band
     failed_parses: Mapped[int] = mapped_column(Integer, default=0)
     # PHQ-9: {"answers": [..], "channel": "sms"|"web"}
     state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -250,7 +255,7 @@ class Checkin(Base):
         """Still waiting for (or still accepting) an answer."""
         return self.status in (CheckinStatus.open, CheckinStatus.escalated)
 
-    def mark_answered(self, now: datetime, score: Optional[int]) -> None:
+    def mark_answered(self, now: datetime, score: int | None) -> None:
         self.status = CheckinStatus.answered
         self.answered_at = now
         self.score = score
@@ -264,22 +269,22 @@ class Reply(Base):
     __table_args__ = (Index("ix_replies_received", "received_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    provider_id: Mapped[Optional[str]] = mapped_column(String(64), unique=True)  # MessageSid
+    provider_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # MessageSid
     channel: Mapped[ReplyChannel] = mapped_column(_enum(ReplyChannel, 10))
-    from_address: Mapped[Optional[str]] = mapped_column(String(320), index=True)
-    to_address: Mapped[Optional[str]] = mapped_column(String(320))
+    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    to_address: Mapped[str | None] = mapped_column(String(320))
     body: Mapped[str] = mapped_column(AnyText(), default="")  # raw, whatever bytes the sender sent
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    processed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    patient_id: Mapped[Optional[int]] = mapped_column(ForeignKey("patients.id"), index=True)
-    session_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sessions.id"))
-    checkin_id: Mapped[Optional[int]] = mapped_column(ForeignKey("checkins.id"))
-    step: Mapped[Optional[str]] = mapped_column(String(64))
-    outcome: Mapped[Optional[str]] = mapped_column(String(40))
-    score: Mapped[Optional[int]] = mapped_column(Integer)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("checkins.id"))
+    step: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    score: Mapped[int | None] = mapped_column(Integer)
 
-    flags: Mapped[list["Flag"]] = relationship(back_populates="reply")
+    flags: Mapped[list[Flag]] = relationship(back_populates="reply")
 
 
 class Flag(Base):
@@ -291,19 +296,19 @@ class Flag(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[FlagKind] = mapped_column(_enum(FlagKind, 20))
     # Raise-once key, e.g. "not_home:session:12"; NULL where repeats are meaningful.
-    dedupe_key: Mapped[Optional[str]] = mapped_column(String(200), unique=True)
-    patient_id: Mapped[Optional[int]] = mapped_column(ForeignKey("patients.id"), index=True)
-    session_id: Mapped[Optional[int]] = mapped_column(ForeignKey("sessions.id"))
-    step: Mapped[Optional[str]] = mapped_column(String(64))
-    reply_id: Mapped[Optional[int]] = mapped_column(ForeignKey("replies.id"))
-    message_id: Mapped[Optional[int]] = mapped_column(ForeignKey("messages.id"))
-    detail: Mapped[Optional[str]] = mapped_column(Text)
+    dedupe_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
+    step: Mapped[str | None] = mapped_column(String(64))
+    reply_id: Mapped[int | None] = mapped_column(ForeignKey("replies.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    detail: Mapped[str | None] = mapped_column(Text)
     raised_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    acknowledged_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    acknowledged_by: Mapped[Optional[str]] = mapped_column(String(320))
-    note: Mapped[Optional[str]] = mapped_column(Text)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(320))
+    note: Mapped[str | None] = mapped_column(Text)
 
-    reply: Mapped[Optional[Reply]] = relationship(back_populates="flags")
+    reply: Mapped[Reply | None] = relationship(back_populates="flags")
 
 
 class Clinician(Base):
@@ -322,8 +327,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditEvent(Base):
@@ -334,5 +339,5 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(320))  # "token:<name>", "clinician:<email>", "system"
     action: Mapped[str] = mapped_column(String(60))
     object_type: Mapped[str] = mapped_column(String(40))
-    object_id: Mapped[Optional[str]] = mapped_column(String(40))
+    object_id: Mapped[str | None] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -12,7 +12,7 @@ If that hand-over fails nothing is lost: the row is due now and the next pass se
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,32 +48,89 @@ def exists(db: Session, key: str) -> bool:
     return db.scalar(select(Message.id).where(Message.dedupe_key == key)) is not None
 
 
-def add(db: Session, *, key: str, kind: MessageKind, recipient: Recipient, channel: ChannelName,
-        to: Optional[str], template: str, now: datetime, scheduled_for: datetime,
-        expires_at: Optional[datetime] = None, patient_id: Optional[int] = None,
-        session_id: Optional[int] = None, step: Optional[str] = None, part: int = 0,
-        expects: Expects = Expects.none, context: Optional[dict[str, Any]] = None,
-        skip_reason: Optional[str] = None) -> Message:
+def add(
+    db: Session,
+    *,
+    key: str,
+    kind: MessageKind,
+    recipient: Recipient,
+    channel: ChannelName,
+    to: str | None,
+    template: str,
+    now: datetime,
+    scheduled_for: datetime,
+    expires_at: datetime | None = None,
+    patient_id: int | None = None,
+    session_id: int | None = None,
+    step: str | None = None,
+    part: int = 0,
+    expects: Expects = Expects.none,
+    context: dict[str, Any] | None = None,
+    skip_reason: str | None = None,
+) -> Message:
     """A new row, `scheduled` for `scheduled_for` (or `skipped` with the reason). Caller flushes, commits."""
-    msg = Message(dedupe_key=key, kind=kind, patient_id=patient_id, session_id=session_id, step=step, part=part,
-                  recipient=recipient, channel=channel, to_address=to, template=template, expects=expects,
-                  context=context or {}, scheduled_for=scheduled_for, next_attempt_at=scheduled_for,
-                  expires_at=expires_at, status=MessageStatus.skipped if skip_reason else MessageStatus.scheduled,
-                  error=skip_reason, created_at=now, updated_at=now)
+    msg = Message(
+        dedupe_key=key,
+        kind=kind,
+        patient_id=patient_id,
+        session_id=session_id,
+        step=step,
+        part=part,
+        recipient=recipient,
+        channel=channel,
+        to_address=to,
+        template=template,
+        expects=expects,
+        context=context or {},
+        scheduled_for=scheduled_for,
+        next_attempt_at=scheduled_for,
+        expires_at=expires_at,
+        status=MessageStatus.skipped if skip_reason else MessageStatus.scheduled,
+        error=skip_reason,
+        created_at=now,
+        updated_at=now,
+    )
     db.add(msg)
     return msg
 
 
-def queue(db: Session, *, key: str, kind: MessageKind, template: str, channel: ChannelName, to: Optional[str],
-          now: datetime, recipient: Recipient = Recipient.patient, patient_id: Optional[int] = None,
-          session_id: Optional[int] = None, step: Optional[str] = None, part: int = 0,
-          expects: Expects = Expects.none, context: Optional[dict[str, Any]] = None) -> Optional[Message]:
+def queue(
+    db: Session,
+    *,
+    key: str,
+    kind: MessageKind,
+    template: str,
+    channel: ChannelName,
+    to: str | None,
+    now: datetime,
+    recipient: Recipient = Recipient.patient,
+    patient_id: int | None = None,
+    session_id: int | None = None,
+    step: str | None = None,
+    part: int = 0,
+    expects: Expects = Expects.none,
+    context: dict[str, Any] | None = None,
+) -> Message | None:
     """A row due now, handed to the workers right after the caller's commit. Idempotent on `key`."""
     if exists(db, key):
         return None
-    msg = add(db, key=key, kind=kind, recipient=recipient, channel=channel, to=to, template=template, now=now,
-              scheduled_for=now, patient_id=patient_id, session_id=session_id, step=step, part=part,
-              expects=expects, context=context)
+    msg = add(
+        db,
+        key=key,
+        kind=kind,
+        recipient=recipient,
+        channel=channel,
+        to=to,
+        template=template,
+        now=now,
+        scheduled_for=now,
+        patient_id=patient_id,
+        session_id=session_id,
+        step=step,
+        part=part,
+        expects=expects,
+        context=context,
+    )
     db.flush()
     db.info.setdefault(_URGENT, []).append(msg.id)
     return msg

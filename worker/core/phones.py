@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import phonenumbers
 
 
@@ -18,7 +16,7 @@ def to_e164(raw: str, region: str = "US") -> str:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
-def maybe_e164(raw: Optional[str]) -> Optional[str]:
+def maybe_e164(raw: str | None) -> str | None:
     if not raw:
         return None
     try:
@@ -27,13 +25,13 @@ def maybe_e164(raw: Optional[str]) -> Optional[str]:
         return None
 
 
-def mask_phone(phone: Optional[str]) -> str:
+def mask_phone(phone: str | None) -> str:
     if not phone:
         return "-"
     return phone[:2] + "*" * max(len(phone) - 6, 0) + phone[-4:] if len(phone) > 6 else "****"
 
 
-def mask_address(addr: Optional[str]) -> str:
+def mask_address(addr: str | None) -> str:
     """A phone shows its last four digits; an email its domain."""
     if not addr:
         return "-"

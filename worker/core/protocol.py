@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 from datetime import time, timedelta
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -42,7 +41,7 @@ class QuietHours:
     end: time
 
     @classmethod
-    def parse(cls, text: str) -> Optional["QuietHours"]:
+    def parse(cls, text: str) -> QuietHours | None:
         if not text:
             return None
         m = re.fullmatch(r"(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})", text.strip())
@@ -68,25 +67,35 @@ class Step:
     channel: str
     template: str
     expects: Expects = Expects.none
-    escalate_after: Optional[timedelta] = None
+    escalate_after: timedelta | None = None
     quiet_hours: bool = True
-    expires_after: Optional[timedelta] = None
+    expires_after: timedelta | None = None
 
 
 @dataclass(frozen=True)
 class Protocol:
     steps: tuple[Step, ...]
-    quiet_hours: Optional[QuietHours]
+    quiet_hours: QuietHours | None
 
-    def step(self, name: str) -> Optional[Step]:
+    def step(self, name: str) -> Step | None:
         return next((s for s in self.steps if s.name == name), None)
 
 
-_FIELDS = {"name", "anchor", "offset", "to", "channel", "template", "expects", "escalate_after",
-           "quiet_hours", "expires_after"}
+_FIELDS = {
+    "name",
+    "anchor",
+    "offset",
+    "to",
+    "channel",
+    "template",
+    "expects",
+    "escalate_after",
+    "quiet_hours",
+    "expires_after",
+}
 
 
-def _step(i: int, raw: object, templates_dir: Optional[Path]) -> Step:
+def _step(i: int, raw: object, templates_dir: Path | None) -> Step:
     label = f"step {i + 1}"
     if not isinstance(raw, dict):
         raise ProtocolError(f"{label}: must be a mapping")
@@ -105,8 +114,7 @@ def _step(i: int, raw: object, templates_dir: Optional[Path]) -> Step:
     name = str(raw["name"])
     if not _NAME.match(name):
         fail("name", "lower-case letters, digits and _ only")
-    for field, allowed in (("anchor", ANCHORS), ("to", RECIPIENTS), ("channel", CHANNELS),
-                           ("expects", EXPECTS)):
+    for field, allowed in (("anchor", ANCHORS), ("to", RECIPIENTS), ("channel", CHANNELS), ("expects", EXPECTS)):
         value = raw.get(field, "none" if field == "expects" else None)
         if value not in allowed:
             fail(field, f"{value!r} is not one of {', '.join(allowed)}")
@@ -158,7 +166,7 @@ def _step(i: int, raw: object, templates_dir: Optional[Path]) -> Step:
     )
 
 
-def parse_protocol(data: object, templates_dir: Optional[Path] = None) -> Protocol:
+def parse_protocol(data: object, templates_dir: Path | None = None) -> Protocol:
     if not isinstance(data, dict):
         raise ProtocolError("protocol: the file must be a mapping with 'steps'")
     unknown = set(data) - {"quiet_hours", "steps"}
@@ -180,7 +188,7 @@ def parse_protocol(data: object, templates_dir: Optional[Path] = None) -> Protoc
     return Protocol(steps=tuple(steps), quiet_hours=quiet)
 
 
-def load_protocol(path: Path, templates_dir: Optional[Path] = None) -> Protocol:
+def load_protocol(path: Path, templates_dir: Path | None = None) -> Protocol:
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,7 +32,7 @@ log = logging.getLogger("aftercare.inbound")
 EnqueueUrgent = Callable[[Sequence[int]], None]
 
 
-def patient_for(db: Session, phone: Optional[str]) -> Optional[Patient]:
+def patient_for(db: Session, phone: str | None) -> Patient | None:
     """The patient with this number; if several share it, the one with the newest open check-in."""
     if not phone:
         return None
@@ -49,11 +48,11 @@ def patient_for(db: Session, phone: Optional[str]) -> Optional[Patient]:
     return next((p for p in patients if p.id == newest), patients[0])
 
 
-def _keyword(reply: Reply) -> Optional[str]:
+def _keyword(reply: Reply) -> str | None:
     return keyword_from_opt_out_type((reply.params or {}).get("OptOutType")) or classify_keyword(reply.body)
 
 
-def process(ctx: Context, reply_id: int, now: datetime, enqueue_urgent: Optional[EnqueueUrgent] = None) -> None:
+def process(ctx: Context, reply_id: int, now: datetime, enqueue_urgent: EnqueueUrgent | None = None) -> None:
     """Read one stored reply and act on it, in one transaction. Safe to call twice.
 
     Auto-replies (HELP, clarifications, 988) and on-call alerts are outbox rows (tracked,
@@ -84,9 +83,18 @@ def _process(ctx: Context, db: Session, reply: Reply, now: datetime) -> str:
 
     crisis = contains_crisis_language(reply.body)
     if crisis:
-        escalation.raise_crisis(ctx, db, now, reply=reply, patient_id=reply.patient_id, session_id=reply.session_id,
-                                step=reply.step, detail="crisis language in a reply",
-                                key=flags.flag_key(FlagKind.crisis, "reply", reply.id), reply_to=reply.from_address)
+        escalation.raise_crisis(
+            ctx,
+            db,
+            now,
+            reply=reply,
+            patient_id=reply.patient_id,
+            session_id=reply.session_id,
+            step=reply.step,
+            detail="crisis language in a reply",
+            key=flags.flag_key(FlagKind.crisis, "reply", reply.id),
+            reply_to=reply.from_address,
+        )
 
     keyword = _keyword(reply)
     if keyword == "stop" and reply.from_address:
@@ -102,17 +110,31 @@ def _process(ctx: Context, db: Session, reply: Reply, now: datetime) -> str:
         return "help"
 
     if patient is None or checkin is None:
-        flags.raise_flag(db, FlagKind.unmatched, now, patient_id=reply.patient_id, reply_id=reply.id,
-                         detail="unknown number" if patient is None else "no open step",
-                         dedupe_key=flags.flag_key(FlagKind.unmatched, "reply", reply.id))
+        flags.raise_flag(
+            db,
+            FlagKind.unmatched,
+            now,
+            patient_id=reply.patient_id,
+            reply_id=reply.id,
+            detail="unknown number" if patient is None else "no open step",
+            dedupe_key=flags.flag_key(FlagKind.unmatched, "reply", reply.id),
+        )
         return "crisis" if crisis else "unmatched"
 
     value = answers.parse_for(checkin.expects, reply.body)
     if checkin.expects == Expects.phq9 and not phq9.by_sms(checkin):
         # The PHQ-9 of this patient is a web form: a text is kept, not read as an item answer.
-        flags.raise_flag(db, FlagKind.unmatched, now, patient_id=patient.id, session_id=checkin.session_id,
-                         step=checkin.step, reply_id=reply.id, detail="text while a web-form check-in is open",
-                         dedupe_key=flags.flag_key(FlagKind.unmatched, "reply", reply.id))
+        flags.raise_flag(
+            db,
+            FlagKind.unmatched,
+            now,
+            patient_id=patient.id,
+            session_id=checkin.session_id,
+            step=checkin.step,
+            reply_id=reply.id,
+            detail="text while a web-form check-in is open",
+            dedupe_key=flags.flag_key(FlagKind.unmatched, "reply", reply.id),
+        )
         return "crisis" if crisis else "unmatched"
     if value is None:
         if crisis:
@@ -122,12 +144,26 @@ def _process(ctx: Context, db: Session, reply: Reply, now: datetime) -> str:
     return f"crisis+{outcome}" if crisis else outcome
 
 
-def process_pending(ctx: Context, now: datetime, older_than: timedelta = timedelta(seconds=30), limit: int = 100,
-                    enqueue_urgent: Optional[EnqueueUrgent] = None) -> int:
+def process_pending(
+    ctx: Context,
+    now: datetime,
+    older_than: timedelta = timedelta(seconds=30),
+    limit: int = 100,
+    enqueue_urgent: EnqueueUrgent | None = None,
+) -> int:
     """Replies stored but not processed (a crash between store and process): process them now."""
     with ctx.db.scope() as db:
-        ids = list(db.scalars(select(Reply.id).where(Reply.processed_at.is_(None), Reply.channel == ReplyChannel.sms,
-                                                     Reply.received_at < now - older_than).limit(limit)))
+        ids = list(
+            db.scalars(
+                select(Reply.id)
+                .where(
+                    Reply.processed_at.is_(None),
+                    Reply.channel == ReplyChannel.sms,
+                    Reply.received_at < now - older_than,
+                )
+                .limit(limit)
+            )
+        )
     done = 0
     for reply_id in ids:
         try:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from ..core.db import Database
-from ..core.models import ReplyChannel, Reply
+from ..core.models import Reply, ReplyChannel
 from ..core.phones import maybe_e164
 
 MAX_BODY = 10_000  # SMS tops out at 1,600; anything longer is stored truncated, with a note
@@ -25,9 +25,15 @@ def store_inbound_sms(database: Database, params: dict[str, str], now: datetime)
     body = params.get("Body", "")
     try:
         with database.scope() as db:
-            reply = Reply(provider_id=sid, channel=ReplyChannel.sms, from_address=(maybe_e164(sender) or sender)[:320],
-                          to_address=params.get("To", "")[:320], body=body[:MAX_BODY],
-                          params={k: v[:2000] for k, v in params.items() if k != "Body"}, received_at=now)
+            reply = Reply(
+                provider_id=sid,
+                channel=ReplyChannel.sms,
+                from_address=(maybe_e164(sender) or sender)[:320],
+                to_address=params.get("To", "")[:320],
+                body=body[:MAX_BODY],
+                params={k: v[:2000] for k, v in params.items() if k != "Body"},
+                received_at=now,
+            )
             db.add(reply)
             db.flush()
             return reply.id, True

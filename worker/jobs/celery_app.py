@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -33,7 +33,7 @@ def periodic(task: str, every: float) -> dict[str, Any]:
     return {"task": task, "schedule": every, "options": {"expires": max(every * 3, 30)}}
 
 
-def configure(celery: Celery, settings: Settings, runtime: Optional[Outbound] = None) -> None:
+def configure(celery: Celery, settings: Settings, runtime: Outbound | None = None) -> None:
     """Point the app at the broker and set the beat schedule; attach the runtime for tasks.
 
     Without `runtime`, each worker process builds its own from `settings` on first use -- after
@@ -77,7 +77,7 @@ def configure(celery: Celery, settings: Settings, runtime: Optional[Outbound] = 
 def runtime(celery: Celery) -> Outbound:
     """The runtime attached by `configure`, else one built once in this process from its settings
     (or from the environment, for a worker started with plain `celery -A worker.jobs.celery_app`)."""
-    out: Optional[Outbound] = getattr(celery, _RUNTIME_ATTR, None)
+    out: Outbound | None = getattr(celery, _RUNTIME_ATTR, None)
     if out is None:
         out = build_outbound(build_context(getattr(celery, _SETTINGS_ATTR, None)))
         setattr(celery, _RUNTIME_ATTR, out)
@@ -96,14 +96,15 @@ def enqueue_urgent(message_ids: Sequence[int]) -> None:
     for message_id in message_ids:
         try:
             app.send_task("aftercare.send_message", (message_id, 0), queue="urgent")
-        except Exception as exc:  # the next pass sends it
-            log.warning("could not enqueue urgent message %s (%s); the next pass sends it", message_id,
-                        type(exc).__name__)
+        except Exception as exc:  # noqa: BLE001 - any broker error: the next pass sends it
+            log.warning(
+                "could not enqueue urgent message %s (%s); the next pass sends it", message_id, type(exc).__name__
+            )
 
 
 @worker_process_init.connect
 def _fresh_connections(**_kw: Any) -> None:
     # Database connections must not be shared across a fork.
-    out: Optional[Outbound] = getattr(app, _RUNTIME_ATTR, None)
+    out: Outbound | None = getattr(app, _RUNTIME_ATTR, None)
     if out is not None:
         out.ctx.db.dispose()

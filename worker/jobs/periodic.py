@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Optional
 
 from ..care import checkins
 from ..core.context import Context
@@ -23,7 +22,7 @@ def checkin_timers(ctx: Context, now: datetime) -> int:
         return checkins.run_timers(db, now)
 
 
-def pending_replies(ctx: Context, now: datetime, enqueue_urgent: Optional[dispatch.EnqueueUrgent] = None) -> int:
+def pending_replies(ctx: Context, now: datetime, enqueue_urgent: dispatch.EnqueueUrgent | None = None) -> int:
     """Read replies that were stored but never processed (a crash between the two)."""
     return pipeline.process_pending(ctx, now, enqueue_urgent=enqueue_urgent)
 
@@ -41,8 +40,9 @@ class PassResult:
     sent: int = 0
 
 
-def run_inline(out: Outbound, now: datetime, limit: int = dispatch.TICK_BATCH,
-               enqueue_urgent: Optional[dispatch.EnqueueUrgent] = None) -> PassResult:
+def run_inline(
+    out: Outbound, now: datetime, limit: int = dispatch.TICK_BATCH, enqueue_urgent: dispatch.EnqueueUrgent | None = None
+) -> PassResult:
     """Every periodic job once, sending due rows in this process (tests, benchmarks, one-off runs).
 
     Rows the pass queues for at once (the first PHQ-9 question after its intro) go to

@@ -15,8 +15,17 @@ from .dispatch import mark_failed
 log = logging.getLogger("aftercare.delivery")
 
 # How far along each provider status is; a callback only ever moves a message forward.
-RANK = {"accepted": 0, "scheduled": 0, "queued": 0, "sending": 1, "sent": 2, "undelivered": 3, "failed": 3,
-        "delivered": 4, "read": 5}
+RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "undelivered": 3,
+    "failed": 3,
+    "delivered": 4,
+    "read": 5,
+}
 
 
 def apply_status_callback(ctx: Context, params: dict[str, str], now: datetime) -> str:

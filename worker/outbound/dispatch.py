@@ -30,7 +30,6 @@ import logging
 import random
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Optional
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
@@ -69,7 +68,7 @@ Enqueue = Callable[[int, int], None]  # (message id, attempts seen): hand one ro
 EnqueueUrgent = Callable[[Sequence[int]], None]  # rows queued by a transaction, after its commit
 
 
-def backoff(attempts: int, retry_after: Optional[float] = None) -> timedelta:
+def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
     """Exponential with jitter; never sooner than the provider's Retry-After."""
     base = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(attempts - 1, 0))
     delay = base * (0.8 + 0.4 * random.random())
@@ -121,13 +120,13 @@ def outbound_message(msg: Message) -> OutboundMessage:
     )
 
 
-def _finish(msg: Message, status: MessageStatus, now: datetime, error: Optional[str] = None) -> None:
+def _finish(msg: Message, status: MessageStatus, now: datetime, error: str | None = None) -> None:
     msg.status = status
     msg.error = error
     msg.updated_at = now
 
 
-def _ineligible(db: Session, msg: Message, now: datetime) -> Optional[tuple[MessageStatus, str]]:
+def _ineligible(db: Session, msg: Message, now: datetime) -> tuple[MessageStatus, str] | None:
     """Why this claimed row must not be sent now, if it must not."""
     session = msg.session
     if session is not None and session.status == SessionStatus.cancelled:
@@ -140,12 +139,16 @@ def _ineligible(db: Session, msg: Message, now: datetime) -> Optional[tuple[Mess
         address, reason = msg.to_address, None
         if not address:
             reason = "no address"
-        elif msg.channel == ChannelName.sms and not (msg.context or {}).get("urgent") \
-                and consent.is_opted_out(db, address):
+        elif (
+            msg.channel == ChannelName.sms
+            and not (msg.context or {}).get("urgent")
+            and consent.is_opted_out(db, address)
+        ):
             reason = consent.OPTED_OUT
     else:
-        address, reason = consent.recipient_address(db, session, msg.patient, msg.recipient, msg.channel,
-                                                    msg.to_address)
+        address, reason = consent.recipient_address(
+            db, session, msg.patient, msg.recipient, msg.channel, msg.to_address
+        )
     if reason:
         return MessageStatus.skipped, reason
     msg.to_address = address
@@ -176,8 +179,9 @@ def _claim(db: Session, message_id: int, attempts: int, now: datetime) -> bool:
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def send_message(out: Outbound, message_id: int, attempts: int, now: datetime,
-                 enqueue_urgent: Optional[EnqueueUrgent] = None) -> str:
+def send_message(
+    out: Outbound, message_id: int, attempts: int, now: datetime, enqueue_urgent: EnqueueUrgent | None = None
+) -> str:
     """Claim, check, render and send one row. Returns what happened (for logs and tests).
 
     Rows the result queues (the first PHQ-9 question after its intro) go to `enqueue_urgent`
@@ -185,8 +189,11 @@ def send_message(out: Outbound, message_id: int, attempts: int, now: datetime,
     """
     database = out.ctx.db
     with database.scope() as db:
-        channel_name = db.scalar(select(Message.channel).where(
-            Message.id == message_id, Message.status == MessageStatus.scheduled, Message.attempts == attempts))
+        channel_name = db.scalar(
+            select(Message.channel).where(
+                Message.id == message_id, Message.status == MessageStatus.scheduled, Message.attempts == attempts
+            )
+        )
     if channel_name is None:
         return "not-claimable"
     channel = out.channels[channel_name]
@@ -205,12 +212,19 @@ def send_message(out: Outbound, message_id: int, attempts: int, now: datetime,
             return verdict[0].value
         try:
             rendered = render_message(out.templates, out.ctx.settings, msg)
-        except Exception as exc:  # a template error is permanent: a clinician must see it
+        except Exception as exc:  # noqa: BLE001 - a template error is permanent: a clinician must see it
             _finish(msg, MessageStatus.failed, now, f"template error: {type(exc).__name__}: {exc}")
-            flags.raise_flag(db, FlagKind.delivery_failed, now, patient_id=msg.patient_id,
-                             session_id=msg.session_id, step=msg.step, message_id=msg.id,
-                             dedupe_key=flags.flag_key(FlagKind.delivery_failed, "message", msg.id),
-                             detail="template error")
+            flags.raise_flag(
+                db,
+                FlagKind.delivery_failed,
+                now,
+                patient_id=msg.patient_id,
+                session_id=msg.session_id,
+                step=msg.step,
+                message_id=msg.id,
+                dedupe_key=flags.flag_key(FlagKind.delivery_failed, "message", msg.id),
+                detail="template error",
+            )
             log.error("message %s: template %s failed to render", msg.id, msg.template)
             return "failed"
         msg.subject, msg.body, msg.html = rendered.subject, rendered.body, rendered.html
@@ -265,18 +279,30 @@ def record_result(ctx: Context, db: Session, msg: Message, result: SendResult, n
 def mark_failed(ctx: Context, db: Session, msg: Message, now: datetime, error: str) -> None:
     """Permanent failure: the reason on the row, a flag for a clinician, email fallback if any."""
     _finish(msg, MessageStatus.failed, now, error)
-    flags.raise_flag(db, FlagKind.delivery_failed, now, patient_id=msg.patient_id, session_id=msg.session_id,
-                     step=msg.step, message_id=msg.id,
-                     dedupe_key=flags.flag_key(FlagKind.delivery_failed, "message", msg.id),
-                     detail=f"{msg.channel} to {msg.recipient}: {error}")
+    flags.raise_flag(
+        db,
+        FlagKind.delivery_failed,
+        now,
+        patient_id=msg.patient_id,
+        session_id=msg.session_id,
+        step=msg.step,
+        message_id=msg.id,
+        dedupe_key=flags.flag_key(FlagKind.delivery_failed, "message", msg.id),
+        detail=f"{msg.channel} to {msg.recipient}: {error}",
+    )
     log.warning("message %s failed for good (%s)", msg.id, msg.error_code or "no code")
     fallback_to_email(ctx, db, msg, now)
 
 
-def fallback_to_email(ctx: Context, db: Session, msg: Message, now: datetime) -> Optional[Message]:
+def fallback_to_email(ctx: Context, db: Session, msg: Message, now: datetime) -> Message | None:
     """A `channel: preferred` step whose SMS failed for good goes by email, if the patient consented."""
-    if msg.channel != ChannelName.sms or msg.kind != MessageKind.step or msg.recipient != Recipient.patient \
-            or not msg.session_id or not msg.step:
+    if (
+        msg.channel != ChannelName.sms
+        or msg.kind != MessageKind.step
+        or msg.recipient != Recipient.patient
+        or not msg.session_id
+        or not msg.step
+    ):
         return None
     step = ctx.protocol.step(msg.step)
     if step is None or step.channel != "preferred":
@@ -290,18 +316,34 @@ def fallback_to_email(ctx: Context, db: Session, msg: Message, now: datetime) ->
     key = outbox.step_key(msg.session_id, msg.step, Recipient.patient, ChannelName.email, msg.part)
     if outbox.exists(db, key):
         return None
-    email = outbox.add(db, key=key, kind=msg.kind, recipient=Recipient.patient, channel=ChannelName.email,
-                       to=address, template=msg.template, now=now, scheduled_for=now, expires_at=msg.expires_at,
-                       patient_id=msg.patient_id, session_id=msg.session_id, step=msg.step, part=msg.part,
-                       expects=msg.expects, context=dict(msg.context or {}))
+    email = outbox.add(
+        db,
+        key=key,
+        kind=msg.kind,
+        recipient=Recipient.patient,
+        channel=ChannelName.email,
+        to=address,
+        template=msg.template,
+        now=now,
+        scheduled_for=now,
+        expires_at=msg.expires_at,
+        patient_id=msg.patient_id,
+        session_id=msg.session_id,
+        step=msg.step,
+        part=msg.part,
+        expects=msg.expects,
+        context=dict(msg.context or {}),
+    )
     db.flush()
     log.info("message %s: falling back to email as message %s", msg.id, email.id)
     return email
 
 
-def dispatch_inline(out: Outbound, now: datetime, limit: int = TICK_BATCH,
-                    enqueue_urgent: Optional[EnqueueUrgent] = None) -> int:
+def dispatch_inline(
+    out: Outbound, now: datetime, limit: int = TICK_BATCH, enqueue_urgent: EnqueueUrgent | None = None
+) -> int:
     """Send the due rows in this process instead of enqueuing them (tests, benchmarks)."""
+
     def send_here(message_id: int, attempts: int) -> None:
         send_message(out, message_id, attempts, now, enqueue_urgent)
 

@@ -6,7 +6,7 @@ the check-in it answers (an answered check-in records nothing more), not by the 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
@@ -20,7 +20,7 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.signing_key(), salt="aftercare.checkin-link")
 
 
-def make_token(settings: Settings, message_id: int, answer: Optional[Any] = None) -> str:
+def make_token(settings: Settings, message_id: int, answer: Any | None = None) -> str:
     payload: dict[str, Any] = {"m": message_id}
     if answer is not None:
         payload["a"] = answer
@@ -49,8 +49,10 @@ def links_for(settings: Settings, message_id: int, expects: Expects) -> dict[str
     """The links a check-in email (or the PHQ-9 SMS) carries, by what the step expects."""
     base = settings.public_base_url
     if expects == Expects.yes_no:
-        return {"yes": f"{base}/r/{make_token(settings, message_id, 'yes')}",
-                "no": f"{base}/r/{make_token(settings, message_id, 'no')}"}
+        return {
+            "yes": f"{base}/r/{make_token(settings, message_id, 'yes')}",
+            "no": f"{base}/r/{make_token(settings, message_id, 'no')}",
+        }
     if expects == Expects.home:
         return {"home": f"{base}/r/{make_token(settings, message_id, 'home')}"}
     if expects == Expects.mood:

@@ -26,8 +26,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+import redis
 
 from ..core.config import Settings
 
@@ -98,8 +100,6 @@ class RedisRateLimiter(RateLimiter):
     """The schedule in Redis, shared by every process that points at the same server."""
 
     def __init__(self, url: str, rate: float, name: str = "sms", client=None):
-        import redis
-
         self.rate = rate
         self.interval = _interval(rate)
         self.key = KEY_PREFIX + name
@@ -108,9 +108,7 @@ class RedisRateLimiter(RateLimiter):
         self._script = self._client.register_script(_LUA_TAKE_SLOT)
 
     def reserve(self) -> float:
-        import redis
-
-        last: Optional[Exception] = None
+        last: Exception | None = None
         for attempt in range(3):
             try:
                 micros = int(self._script(keys=[self.key], args=[int(self.interval * 1_000_000)]))
@@ -121,12 +119,12 @@ class RedisRateLimiter(RateLimiter):
         raise RateLimiterUnavailable(f"rate limiter: Redis unreachable ({type(last).__name__})") from last
 
 
-def _redis_url(broker_url: str) -> Optional[str]:
+def _redis_url(broker_url: str) -> str | None:
     scheme = urlsplit(broker_url).scheme
     if scheme in ("redis", "rediss"):
         return broker_url
     if scheme == "redis+socket":
-        return "unix://" + broker_url[len("redis+socket://"):]
+        return "unix://" + broker_url[len("redis+socket://") :]
     return None
 
 

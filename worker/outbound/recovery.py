@@ -28,9 +28,11 @@ def recover_stale(out: Outbound, now: datetime) -> int:
     cutoff = now - timedelta(seconds=out.ctx.settings.sending_timeout)
     database = out.ctx.db
     with database.scope() as db:
-        stale = list(db.scalars(
-            select(Message).where(Message.status == MessageStatus.sending, Message.claimed_at < cutoff).limit(BATCH)
-        ))
+        stale = list(
+            db.scalars(
+                select(Message).where(Message.status == MessageStatus.sending, Message.claimed_at < cutoff).limit(BATCH)
+            )
+        )
     done = 0
     for row in stale:
         state, provider_id = out.channels[row.channel].reconcile(outbound_message(row))
@@ -38,8 +40,9 @@ def recover_stale(out: Outbound, now: datetime) -> int:
             # Act only if nobody else moved it since we looked.
             res = db.execute(
                 update(Message)
-                .where(Message.id == row.id, Message.status == MessageStatus.sending,
-                       Message.claimed_at == row.claimed_at)
+                .where(
+                    Message.id == row.id, Message.status == MessageStatus.sending, Message.claimed_at == row.claimed_at
+                )
                 .values(updated_at=now)
                 .execution_options(synchronize_session=False)
             )
@@ -54,8 +57,14 @@ def recover_stale(out: Outbound, now: datetime) -> int:
                 msg.next_attempt_at = now
                 msg.error = "worker died before the provider got it; resending"
             else:
-                mark_failed(out.ctx, db, msg, now, "worker died mid-send and the provider cannot say whether it was "
-                                               "sent; not resent to avoid a duplicate")
+                mark_failed(
+                    out.ctx,
+                    db,
+                    msg,
+                    now,
+                    "worker died mid-send and the provider cannot say whether it was "
+                    "sent; not resent to avoid a duplicate",
+                )
             done += 1
             log.warning("message %s was stuck in sending: %s", row.id, state)
     return done

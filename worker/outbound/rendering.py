@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..clinical import phq9
@@ -17,8 +17,8 @@ from .templating import MessageTemplates
 @dataclass(frozen=True)
 class Rendered:
     body: str
-    subject: Optional[str] = None
-    html: Optional[str] = None
+    subject: str | None = None
+    html: str | None = None
 
 
 _ES_DAYS = ["lun", "mar", "mié", "jue", "vie", "sáb", "dom"]
@@ -39,15 +39,18 @@ def local_date_text(when: datetime, tz: str, lang: str = "en") -> str:
 
 
 def base_context(settings: Settings) -> dict[str, Any]:
-    return {"clinic_name": settings.clinic_name, "clinic_phone": settings.clinic_phone,
-            "base_url": settings.public_base_url}
+    return {
+        "clinic_name": settings.clinic_name,
+        "clinic_phone": settings.clinic_phone,
+        "base_url": settings.public_base_url,
+    }
 
 
 def message_context(settings: Settings, msg: Message) -> tuple[str, dict[str, Any]]:
     """(language, context) for a message row (its patient and session loaded with it)."""
     ctx = base_context(settings)
-    patient: Optional[Patient] = msg.patient
-    session: Optional[InfusionSession] = msg.session
+    patient: Patient | None = msg.patient
+    session: InfusionSession | None = msg.session
     lang = (patient.language if patient else None) or "en"
     if patient is not None:
         ctx["first_name"] = patient.first_name
@@ -70,8 +73,13 @@ def message_context(settings: Settings, msg: Message) -> tuple[str, dict[str, An
 
 def template_for(msg: Message) -> str:
     """A patient who chose the PHQ-9 by text gets the intro of the SMS survey, not the link."""
-    if msg.template == "phq9" and msg.channel == ChannelName.sms and msg.kind == MessageKind.step \
-            and msg.patient is not None and msg.patient.phq9_by_sms:
+    if (
+        msg.template == "phq9"
+        and msg.channel == ChannelName.sms
+        and msg.kind == MessageKind.step
+        and msg.patient is not None
+        and msg.patient.phq9_by_sms
+    ):
         return "phq9_intro"
     return msg.template
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Optional
 
 from sqlalchemy import select
 
@@ -25,7 +24,7 @@ class Outbound:
     ctx: Context
     channels: Mapping[str, Channel]
     templates: MessageTemplates
-    limiter: Optional[RateLimiter] = None
+    limiter: RateLimiter | None = None
 
     def with_channels(self, channels: Mapping[str, Channel]) -> Outbound:
         """The same runtime sending through other channels (tests, benchmarks, the demo)."""
@@ -35,14 +34,16 @@ class Outbound:
 def sids_owned_elsewhere(database: Database, message_id: int, sids: list[str]) -> set[str]:
     """Provider ids among `sids` that another outbox row already owns (for reconciling a send)."""
     with database.scope() as db:
-        return set(db.scalars(select(Message.provider_id).where(Message.provider_id.in_(sids),
-                                                                Message.id != message_id)))
+        return set(
+            db.scalars(select(Message.provider_id).where(Message.provider_id.in_(sids), Message.id != message_id))
+        )
 
 
-def build_outbound(ctx: Context, channels: Optional[Mapping[str, Channel]] = None) -> Outbound:
+def build_outbound(ctx: Context, channels: Mapping[str, Channel] | None = None) -> Outbound:
     settings = ctx.settings
     limiter = sms_limiter(settings) if settings.twilio_enabled else None
     if channels is None:
-        channels = build_channels(settings, limiter,
-                                  owned_elsewhere=lambda mid, sids: sids_owned_elsewhere(ctx.db, mid, sids))
+        channels = build_channels(
+            settings, limiter, owned_elsewhere=lambda mid, sids: sids_owned_elsewhere(ctx.db, mid, sids)
+        )
     return Outbound(ctx=ctx, channels=channels, templates=MessageTemplates(settings.templates_dir), limiter=limiter)

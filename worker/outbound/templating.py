@@ -68,8 +68,16 @@ def _pick(env: Environment, name: str, lang: str, suffix: str) -> Template:
     raise TemplateNotFound(f"messages/{lang}/{name}.{suffix}")
 
 
-_PLAIN = {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-",
-          "\u00a0": " ", "\u2026": "..."}
+_PLAIN = {
+    "\u2018": "'",
+    "\u2019": "'",
+    "\u201c": '"',
+    "\u201d": '"',
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u00a0": " ",
+    "\u2026": "...",
+}
 
 
 def fold_to_gsm7(text: str) -> str:

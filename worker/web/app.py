@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +32,7 @@ def _field(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def create_app(ctx: Optional[Context] = None, enqueue_urgent: Optional[EnqueueUrgent] = None) -> FastAPI:
+def create_app(ctx: Context | None = None, enqueue_urgent: EnqueueUrgent | None = None) -> FastAPI:
     """The app for this process. `enqueue_urgent` hands committed urgent rows to the workers
     (default: the Celery app, pointed at this process's broker)."""
     ctx = ctx or build_context()
@@ -59,8 +59,10 @@ def create_app(ctx: Optional[Context] = None, enqueue_urgent: Optional[EnqueueUr
                 field, msg = "body", "not valid JSON"
             errors.append({"field": field, "message": msg})
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
-        return JSONResponse({"error": f"{first['field']}: {first['message']}", "field": first["field"],
-                             "errors": errors}, status_code=422)
+        return JSONResponse(
+            {"error": f"{first['field']}: {first['message']}", "field": first["field"], "errors": errors},
+            status_code=422,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -72,8 +74,9 @@ def create_app(ctx: Optional[Context] = None, enqueue_urgent: Optional[EnqueueUr
     async def _db_down(request: Request, exc: Exception) -> JSONResponse:
         # Twilio retries on 503: an inbound message is never lost to a database outage.
         log.error("database unavailable: %s", type(exc).__name__)
-        return JSONResponse({"error": "database unavailable, try again", "field": None}, status_code=503,
-                            headers={"Retry-After": "30"})
+        return JSONResponse(
+            {"error": "database unavailable, try again", "field": None}, status_code=503, headers={"Retry-After": "30"}
+        )
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
@@ -81,11 +84,11 @@ def create_app(ctx: Optional[Context] = None, enqueue_urgent: Optional[EnqueueUr
         try:
             with ctx.db.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-        except Exception as exc:  # any failure means "down"
+        except Exception as exc:  # noqa: BLE001 - any failure means "down"
             state["database"] = f"down: {type(exc).__name__}"
         try:
             broker_ping(ctx.settings.effective_broker_url)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means "down"
             state["broker"] = f"down: {type(exc).__name__}"
         ok = state["database"] == "ok" and state["broker"] == "ok"
         return JSONResponse({"status": "ok" if ok else "degraded", **state}, status_code=200 if ok else 503)

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import secrets
 from datetime import datetime
-from typing import Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +24,7 @@ def create_token(db: Session, name: str, now: datetime) -> str:
     return token
 
 
-def check_token(db: Session, token: str, now: datetime) -> Optional[ApiToken]:
+def check_token(db: Session, token: str, now: datetime) -> ApiToken | None:
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None or row.revoked_at is not None:
         return None

@@ -9,7 +9,7 @@ expired one, or a closed check-in shows a clear page and records nothing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -30,46 +30,58 @@ router = APIRouter()
 TEXT = {
     "en": {
         "safety": "This page is not monitored for emergencies. In a crisis call or text 988; "
-                  "call 911 if you are in immediate danger.",
-        "you_chose": "You chose:", "confirm": "Send my answer",
+        "call 911 if you are in immediate danger.",
+        "you_chose": "You chose:",
+        "confirm": "Send my answer",
         "why_confirm": "Nothing is recorded until you press the button.",
-        "thanks": "Thank you. Your answer went to your care team.", "thanks_title": "Thank you",
-        "used": "This answer was already recorded. Thank you.", "used_title": "Already answered",
+        "thanks": "Thank you. Your answer went to your care team.",
+        "thanks_title": "Thank you",
+        "used": "This answer was already recorded. Thank you.",
+        "used_title": "Already answered",
         "expired": "This link has expired. If you want to talk to us, call the clinic.",
         "expired_title": "Link expired",
         "invalid": "This link is not valid. Please use the link from your most recent message.",
         "invalid_title": "Link not valid",
         "closed": "This check-in is closed. If you want to talk to us, call the clinic.",
         "closed_title": "Check-in closed",
-        "phq9_title": "Your check-in", "send": "Send my answers",
+        "phq9_title": "Your check-in",
+        "send": "Send my answers",
         "missing": "Please answer every question (missing: {items}).",
         "urgent_title": "Thank you",
         "urgent": "Thank you. A clinician will contact you. If you are thinking about hurting yourself, "
-                  "call or text 988 now, day or night, or call 911 if you are in immediate danger.",
-        "yes": "Yes, I have a ride home", "no": "No, I need help with a ride", "home": "I am home safe",
+        "call or text 988 now, day or night, or call 911 if you are in immediate danger.",
+        "yes": "Yes, I have a ride home",
+        "no": "No, I need help with a ride",
+        "home": "I am home safe",
         "mood": "Mood {n} out of 10",
     },
     "es": {
         "safety": "Esta página no se vigila para emergencias. En una crisis llame o envíe un mensaje de texto "
-                  "al 988; llame al 911 si está en peligro inmediato.",
-        "you_chose": "Usted eligió:", "confirm": "Enviar mi respuesta",
+        "al 988; llame al 911 si está en peligro inmediato.",
+        "you_chose": "Usted eligió:",
+        "confirm": "Enviar mi respuesta",
         "why_confirm": "No se registra nada hasta que pulse el botón.",
-        "thanks": "Gracias. Su respuesta llegó a su equipo de atención.", "thanks_title": "Gracias",
-        "used": "Esta respuesta ya fue registrada. Gracias.", "used_title": "Ya respondida",
+        "thanks": "Gracias. Su respuesta llegó a su equipo de atención.",
+        "thanks_title": "Gracias",
+        "used": "Esta respuesta ya fue registrada. Gracias.",
+        "used_title": "Ya respondida",
         "expired": "Este enlace ha vencido. Si quiere hablar con nosotros, llame a la clínica.",
         "expired_title": "Enlace vencido",
         "invalid": "Este enlace no es válido. Use el enlace de su mensaje más reciente.",
         "invalid_title": "Enlace no válido",
         "closed": "Este control está cerrado. Si quiere hablar con nosotros, llame a la clínica.",
         "closed_title": "Control cerrado",
-        "phq9_title": "Su control", "send": "Enviar mis respuestas",
+        "phq9_title": "Su control",
+        "send": "Enviar mis respuestas",
         "missing": "Por favor conteste todas las preguntas (faltan: {items}).",
         "urgent_title": "Gracias",
         "urgent": "Gracias. Un profesional clínico se comunicará con usted. Si piensa en hacerse daño, llame o "
-                  "envíe un mensaje de texto al 988 ahora, de día o de noche, o llame al 911 si está en peligro "
-                  "inmediato.",
-        "yes": "Sí, tengo quien me lleve a casa", "no": "No, necesito ayuda para volver",
-        "home": "Ya estoy en casa", "mood": "Ánimo {n} de 10",
+        "envíe un mensaje de texto al 988 ahora, de día o de noche, o llame al 911 si está en peligro "
+        "inmediato.",
+        "yes": "Sí, tengo quien me lleve a casa",
+        "no": "No, necesito ayuda para volver",
+        "home": "Ya estoy en casa",
+        "mood": "Ánimo {n} de 10",
     },
 }
 
@@ -90,10 +102,16 @@ class Pages:
         settings = self.ctx.settings
         t = TEXT.get(lang, TEXT["en"])
         html = self.env.get_template(f"pages/{template}").render(
-            lang=lang, t=t, title=t[title_key], clinic_name=settings.clinic_name, clinic_phone=settings.clinic_phone,
-            **ctx)
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store",
-                                                               "Referrer-Policy": "no-referrer"})
+            lang=lang,
+            t=t,
+            title=t[title_key],
+            clinic_name=settings.clinic_name,
+            clinic_phone=settings.clinic_phone,
+            **ctx,
+        )
+        return HTMLResponse(
+            html, status_code=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     def message(self, lang: str, key: str, status: int) -> HTMLResponse:
         return self.page("message.html", lang, f"{key}_title", status, message=TEXT.get(lang, TEXT["en"])[key])
@@ -127,12 +145,17 @@ def _resolve(pages: Pages, db: Session, token: str) -> Resolved:
     return data, checkin, lang, None
 
 
-def _value(checkin: Checkin, answer: Any) -> Optional[Any]:
+def _value(checkin: Checkin, answer: Any) -> Any | None:
     if checkin.expects == Expects.yes_no and answer in ("yes", "no"):
         return answer == "yes"
     if checkin.expects == Expects.home and answer == "home":
         return True
-    if checkin.expects == Expects.mood and isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer <= 10:
+    if (
+        checkin.expects == Expects.mood
+        and isinstance(answer, int)
+        and not isinstance(answer, bool)
+        and 0 <= answer <= 10
+    ):
         return answer
     return None
 
@@ -144,9 +167,18 @@ def _label(lang: str, answer: Any) -> str:
 
 def _web_reply(db: Session, checkin: Checkin, body: str, now: datetime) -> Reply:
     patient = db.get(Patient, checkin.patient_id)
-    reply = Reply(channel=ReplyChannel.web, from_address=patient.email if patient else None, body=body, params={},
-                  received_at=now, processed_at=now, patient_id=checkin.patient_id, session_id=checkin.session_id,
-                  checkin_id=checkin.id, step=checkin.step)
+    reply = Reply(
+        channel=ReplyChannel.web,
+        from_address=patient.email if patient else None,
+        body=body,
+        params={},
+        received_at=now,
+        processed_at=now,
+        patient_id=checkin.patient_id,
+        session_id=checkin.session_id,
+        checkin_id=checkin.id,
+        step=checkin.step,
+    )
     db.add(reply)
     db.flush()
     return reply
@@ -223,8 +255,7 @@ async def phq9_submit(token: str, request: Request) -> HTMLResponse:
         missing = [str(i) for i in range(1, 10) if i not in chosen]
         if missing:
             error = TEXT.get(lang, TEXT["en"])["missing"].format(items=", ".join(missing))
-            return pages.page("phq9_form.html", lang, "phq9_title", 422, error=error, chosen=chosen,
-                              **_questions(lang))
+            return pages.page("phq9_form.html", lang, "phq9_title", 422, error=error, chosen=chosen, **_questions(lang))
         if not checkins.claim(db, checkin, now):
             return pages.message(lang, "used", 409)
         answered = [chosen[i] for i in range(1, 10)]

@@ -21,12 +21,19 @@ def flag_page(flag_id: int, request: Request) -> HTMLResponse:
         flag = db.get(Flag, flag_id)
         if flag is None:
             return HTMLResponse("<!doctype html><title>Not found</title><p>No such flag.</p>", status_code=404)
-        state = (f"acknowledged at {flag.acknowledged_at:%Y-%m-%d %H:%M} UTC" if flag.acknowledged_at
-                 else "OPEN - not yet acknowledged")
-        body = (f"<h1>Flag #{flag.id}: {escape(str(flag.kind))}</h1><p>Raised {flag.raised_at:%Y-%m-%d %H:%M} UTC; "
-                f"{escape(state)}.</p><p>Details (signed in): <code>GET /api/flags?patient_id=</code> and "
-                f"<code>GET /api/replies?flag={escape(str(flag.kind))}</code>; acknowledge with "
-                f"<code>POST /api/flags/{flag.id}/ack</code>.</p>")
-    return HTMLResponse('<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" '
-                        'content="width=device-width, initial-scale=1"><title>Aftercare flag</title>' + body,
-                        headers={"Cache-Control": "no-store"})
+        state = (
+            f"acknowledged at {flag.acknowledged_at:%Y-%m-%d %H:%M} UTC"
+            if flag.acknowledged_at
+            else "OPEN - not yet acknowledged"
+        )
+        body = (
+            f"<h1>Flag #{flag.id}: {escape(str(flag.kind))}</h1><p>Raised {flag.raised_at:%Y-%m-%d %H:%M} UTC; "
+            f"{escape(state)}.</p><p>Details (signed in): <code>GET /api/flags?patient_id=</code> and "
+            f"<code>GET /api/replies?flag={escape(str(flag.kind))}</code>; acknowledge with "
+            f"<code>POST /api/flags/{flag.id}/ack</code>.</p>"
+        )
+    return HTMLResponse(
+        '<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" '
+        'content="width=device-width, initial-scale=1"><title>Aftercare flag</title>' + body,
+        headers={"Cache-Control": "no-store"},
+    )

@@ -2,15 +2,14 @@
 
 Both answer 403 unless X-Twilio-Signature is valid for PUBLIC_BASE_URL + path (+ query),
 whenever TWILIO_AUTH_TOKEN is set. The inbound text is stored, read, committed -- and only then
-are the urgent rows it queued (988 answer, on-call alerts) handed to the workers. The URL is rebuilt from PUBLIC_BASE_URL, never from the
-request: behind a TLS-terminating proxy the app sees http://internal:8000, Twilio signed
-https://clinic.example.org.
+are the urgent rows it queued (988 answer, on-call alerts) handed to the workers. The URL is
+rebuilt from PUBLIC_BASE_URL, never from the request: behind a TLS-terminating proxy the app
+sees http://internal:8000, Twilio signed https://clinic.example.org.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -39,14 +38,14 @@ def public_url(request: Request) -> str:
     return url
 
 
-async def signed_form(request: Request) -> tuple[Optional[dict[str, str]], Optional[Response]]:
+async def signed_form(request: Request) -> tuple[dict[str, str] | None, Response | None]:
     """The POST params if the request is acceptable, else the response to give."""
     raw = await request.body()
     if len(raw) > MAX_FORM_BYTES:
         return None, _error(413, "request too large")
     try:
         form = await request.form(max_part_size=MAX_FORM_BYTES)
-    except Exception:  # a body that is not a form is the sender's fault
+    except Exception:  # noqa: BLE001 - a body that is not a form is the sender's fault
         return None, _error(400, "body: not form-encoded")
     params: dict[str, str] = {}
     for key, value in form.multi_items():
@@ -63,8 +62,9 @@ async def signed_form(request: Request) -> tuple[Optional[dict[str, str]], Optio
 
 
 def _error(status: int, message: str) -> Response:
-    return JSONResponse({"error": message, "field": message.split(":")[0] if ":" in message else None},
-                        status_code=status)
+    return JSONResponse(
+        {"error": message, "field": message.split(":")[0] if ":" in message else None}, status_code=status
+    )
 
 
 def twiml() -> Response:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal, Optional
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -23,7 +23,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ApiError(HTTPException):
-    def __init__(self, status: int, message: str, field: Optional[str] = None):
+    def __init__(self, status: int, message: str, field: str | None = None):
         super().__init__(status_code=status, detail={"error": message, "field": field})
 
 
@@ -41,8 +41,9 @@ def get_db(ctx: Context = Depends(get_ctx)) -> Iterator[Session]:
         db.close()
 
 
-def require_token(request: Request, authorization: Optional[str] = Header(default=None),
-                  db: Session = Depends(get_db)) -> str:
+def require_token(
+    request: Request, authorization: str | None = Header(default=None), db: Session = Depends(get_db)
+) -> str:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise ApiError(401, "missing bearer token", "Authorization")
     token = check_token(db, authorization.split(" ", 1)[1].strip(), utcnow())
@@ -57,38 +58,38 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def _phone(v: Optional[str]) -> Optional[str]:
+def _phone(v: str | None) -> str | None:
     if v in (None, ""):
         return None
     return to_e164(v)
 
 
-def _aware(v: Optional[datetime]) -> Optional[datetime]:
+def _aware(v: datetime | None) -> datetime | None:
     if v is not None and (v.tzinfo is None or v.utcoffset() is None):
         raise ValueError("needs a UTC offset, e.g. 2026-11-24T09:00:00-05:00")
-    return v.astimezone(timezone.utc) if v is not None else None
+    return v.astimezone(UTC) if v is not None else None
 
 
-Phone = Annotated[Optional[str], AfterValidator(_phone)]
-AwareDatetime = Annotated[Optional[datetime], AfterValidator(_aware)]
+Phone = Annotated[str | None, AfterValidator(_phone)]
+AwareDatetime = Annotated[datetime | None, AfterValidator(_aware)]
 
 
 class PatientIn(_In):
     first_name: str = Field(min_length=1, max_length=100)
     last_name: str = Field(default="", max_length=100)
     phone: Phone = None
-    email: Optional[str] = Field(default=None, max_length=320)
-    timezone: Optional[str] = None
+    email: str | None = Field(default=None, max_length=320)
+    timezone: str | None = None
     language: Literal["en", "es"] = "en"
     preferred_channel: Literal["sms", "email"] = "sms"
     sms_consent: bool = False
     email_consent: bool = False
     phq9_by_sms: bool = False
-    external_id: Optional[str] = Field(default=None, max_length=100)
+    external_id: str | None = Field(default=None, max_length=100)
 
     @field_validator("email")
     @classmethod
-    def _email(cls, v: Optional[str]) -> Optional[str]:
+    def _email(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
         if not EMAIL.match(v):
@@ -97,7 +98,7 @@ class PatientIn(_In):
 
     @field_validator("timezone")
     @classmethod
-    def _tz(cls, v: Optional[str]) -> Optional[str]:
+    def _tz(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
         try:
@@ -110,9 +111,9 @@ class PatientIn(_In):
 class SessionIn(_In):
     patient_id: int
     scheduled_start: Annotated[datetime, AfterValidator(_aware)]
-    driver_name: Optional[str] = Field(default=None, max_length=200)
+    driver_name: str | None = Field(default=None, max_length=200)
     driver_phone: Phone = None
-    external_id: Optional[str] = Field(default=None, max_length=100)
+    external_id: str | None = Field(default=None, max_length=100)
 
 
 class CompleteIn(_In):
@@ -121,24 +122,32 @@ class CompleteIn(_In):
 
 class SessionPatch(_In):
     scheduled_start: AwareDatetime = None
-    driver_name: Optional[str] = Field(default=None, max_length=200)
+    driver_name: str | None = Field(default=None, max_length=200)
     driver_phone: Phone = None
 
 
 class AckIn(_In):
-    note: Optional[str] = Field(default=None, max_length=4000)
+    note: str | None = Field(default=None, max_length=4000)
 
 
 # -- output -----------------------------------------------------------------------------------
-def iso(v: Optional[datetime]) -> Optional[str]:
+def iso(v: datetime | None) -> str | None:
     return v.isoformat() if v else None
 
 
 def patient_out(db: Session, p: Patient) -> dict[str, Any]:
     return {
-        "id": p.id, "first_name": p.first_name, "last_name": p.last_name, "phone": p.phone, "email": p.email,
-        "timezone": p.timezone, "language": p.language, "preferred_channel": p.preferred_channel,
-        "sms_consent": p.sms_consent, "email_consent": p.email_consent, "phq9_by_sms": p.phq9_by_sms,
+        "id": p.id,
+        "first_name": p.first_name,
+        "last_name": p.last_name,
+        "phone": p.phone,
+        "email": p.email,
+        "timezone": p.timezone,
+        "language": p.language,
+        "preferred_channel": p.preferred_channel,
+        "sms_consent": p.sms_consent,
+        "email_consent": p.email_consent,
+        "phq9_by_sms": p.phq9_by_sms,
         "external_id": p.external_id,
         "sms_opted_out": bool(p.phone and db.get(SmsOptOut, p.phone)),
     }
@@ -146,34 +155,64 @@ def patient_out(db: Session, p: Patient) -> dict[str, Any]:
 
 def session_out(s: InfusionSession) -> dict[str, Any]:
     return {
-        "id": s.id, "status": s.status, "patient_id": s.patient_id, "scheduled_start": iso(s.scheduled_start),
-        "ended_at": iso(s.ended_at), "driver_name": s.driver_name, "driver_phone": s.driver_phone,
+        "id": s.id,
+        "status": s.status,
+        "patient_id": s.patient_id,
+        "scheduled_start": iso(s.scheduled_start),
+        "ended_at": iso(s.ended_at),
+        "driver_name": s.driver_name,
+        "driver_phone": s.driver_phone,
         "external_id": s.external_id,
     }
 
 
 def message_out(m: Message) -> dict[str, Any]:
     return {
-        "id": m.id, "step": m.step, "recipient": m.recipient, "channel": m.channel, "status": m.status,
-        "scheduled_for": iso(m.scheduled_for), "sent_at": iso(m.sent_at), "provider_id": m.provider_id,
-        "error": m.error, "kind": m.kind, "part": m.part, "attempts": m.attempts,
+        "id": m.id,
+        "step": m.step,
+        "recipient": m.recipient,
+        "channel": m.channel,
+        "status": m.status,
+        "scheduled_for": iso(m.scheduled_for),
+        "sent_at": iso(m.sent_at),
+        "provider_id": m.provider_id,
+        "error": m.error,
+        "kind": m.kind,
+        "part": m.part,
+        "attempts": m.attempts,
         "delivered_at": iso(m.delivered_at),
     }
 
 
 def flag_out(f: Flag) -> dict[str, Any]:
     return {
-        "id": f.id, "kind": f.kind, "patient_id": f.patient_id, "session_id": f.session_id, "step": f.step,
-        "reply_id": f.reply_id, "raised_at": iso(f.raised_at), "acknowledged_at": iso(f.acknowledged_at),
-        "acknowledged_by": f.acknowledged_by, "note": f.note, "detail": f.detail, "message_id": f.message_id,
+        "id": f.id,
+        "kind": f.kind,
+        "patient_id": f.patient_id,
+        "session_id": f.session_id,
+        "step": f.step,
+        "reply_id": f.reply_id,
+        "raised_at": iso(f.raised_at),
+        "acknowledged_at": iso(f.acknowledged_at),
+        "acknowledged_by": f.acknowledged_by,
+        "note": f.note,
+        "detail": f.detail,
+        "message_id": f.message_id,
     }
 
 
 def reply_out(r: Reply) -> dict[str, Any]:
     acks = [f.acknowledged_at for f in r.flags if f.acknowledged_at is not None]
     return {
-        "id": r.id, "patient_id": r.patient_id, "session_id": r.session_id, "step": r.step, "channel": r.channel,
-        "body": r.body, "received_at": iso(r.received_at), "score": r.score, "outcome": r.outcome,
+        "id": r.id,
+        "patient_id": r.patient_id,
+        "session_id": r.session_id,
+        "step": r.step,
+        "channel": r.channel,
+        "body": r.body,
+        "received_at": iso(r.received_at),
+        "score": r.score,
+        "outcome": r.outcome,
         "flags": [f.kind for f in r.flags],
         "acknowledged_at": iso(max(acks)) if r.flags and len(acks) == len(r.flags) else None,
     }
@@ -186,7 +225,7 @@ def find_patient(db: Session, patient_id: int, field: str = "patient_id", status
     return p
 
 
-def parse_since(value: Optional[str], field: str = "since") -> Optional[datetime]:
+def parse_since(value: str | None, field: str = "since") -> datetime | None:
     if not value:
         return None
     try:
@@ -202,5 +241,3 @@ def flag_kind(value: str, field: str) -> str:
     if value not in {k.value for k in FlagKind}:
         raise ApiError(422, f"{field}: unknown flag kind {value!r}", field)
     return value
-
-

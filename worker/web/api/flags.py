@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
@@ -18,9 +18,14 @@ router = APIRouter()
 
 
 @router.get("/flags")
-def list_flags(kind: Optional[str] = None, open: Optional[bool] = None, patient_id: Optional[int] = None,
-               limit: int = Query(default=200, ge=1, le=1000),
-               actor: str = Depends(require_token), db: Session = Depends(get_db)) -> Any:
+def list_flags(
+    kind: str | None = None,
+    open: bool | None = None,
+    patient_id: int | None = None,
+    limit: int = Query(default=200, ge=1, le=1000),
+    actor: str = Depends(require_token),
+    db: Session = Depends(get_db),
+) -> Any:
     q = select(Flag).order_by(Flag.raised_at.desc(), Flag.id.desc()).limit(limit)
     if kind:
         q = q.where(Flag.kind == flag_kind(kind, "kind"))
@@ -34,8 +39,9 @@ def list_flags(kind: Optional[str] = None, open: Optional[bool] = None, patient_
 
 
 @router.post("/flags/{flag_id}/ack")
-def ack_flag(flag_id: int, body: Optional[AckIn] = None, actor: str = Depends(require_token),
-             db: Session = Depends(get_db)) -> Any:
+def ack_flag(
+    flag_id: int, body: AckIn | None = None, actor: str = Depends(require_token), db: Session = Depends(get_db)
+) -> Any:
     f = db.get(Flag, flag_id)
     if f is None:
         raise ApiError(404, f"id: no flag {flag_id}", "id")

@@ -20,8 +20,9 @@ router = APIRouter()
 
 
 @router.post("/patients", status_code=201)
-def create_patient(body: PatientIn, actor: str = Depends(require_token), db: Session = Depends(get_db),
-                   ctx: Context = Depends(get_ctx)) -> Any:
+def create_patient(
+    body: PatientIn, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
+) -> Any:
     if body.external_id:
         existing = db.scalar(select(Patient).where(Patient.external_id == body.external_id))
         if existing is not None:
@@ -58,12 +59,21 @@ def get_patient(patient_id: int, actor: str = Depends(require_token), db: Sessio
 @router.get("/patients/{patient_id}/checkins")
 def patient_checkins(patient_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db)) -> Any:
     find_patient(db, patient_id, "id")
-    rows = db.scalars(select(Checkin).where(Checkin.patient_id == patient_id,
-                                            Checkin.expects.in_([Expects.mood, Expects.phq9])).order_by(Checkin.opened_at))
+    rows = db.scalars(
+        select(Checkin)
+        .where(Checkin.patient_id == patient_id, Checkin.expects.in_([Expects.mood, Expects.phq9]))
+        .order_by(Checkin.opened_at)
+    )
     mood, phq9 = [], []
     for c in rows:
-        item = {"session_id": c.session_id, "step": c.step, "status": c.status, "opened_at": iso(c.opened_at),
-                "answered_at": iso(c.answered_at), "score": c.score}
+        item = {
+            "session_id": c.session_id,
+            "step": c.step,
+            "status": c.status,
+            "opened_at": iso(c.opened_at),
+            "answered_at": iso(c.answered_at),
+            "score": c.score,
+        }
         if c.expects == Expects.mood:
             mood.append(item)
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
@@ -16,9 +16,14 @@ router = APIRouter()
 
 
 @router.get("/replies")
-def list_replies(flag: Optional[str] = None, since: Optional[str] = None, patient_id: Optional[int] = None,
-                 limit: int = Query(default=200, ge=1, le=1000),
-                 actor: str = Depends(require_token), db: Session = Depends(get_db)) -> Any:
+def list_replies(
+    flag: str | None = None,
+    since: str | None = None,
+    patient_id: int | None = None,
+    limit: int = Query(default=200, ge=1, le=1000),
+    actor: str = Depends(require_token),
+    db: Session = Depends(get_db),
+) -> Any:
     q = select(Reply).order_by(Reply.received_at.desc(), Reply.id.desc()).limit(limit)
     if flag:
         flag_kind(flag, "flag")

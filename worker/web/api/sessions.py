@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -39,7 +39,9 @@ def find_session(db: Session, session_id: int) -> InfusionSession:
 
 
 @router.post("/sessions", status_code=201)
-def create_session(body: SessionIn, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)) -> Any:
+def create_session(
+    body: SessionIn, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
+) -> Any:
     if body.external_id:
         existing = db.scalar(select(InfusionSession).where(InfusionSession.external_id == body.external_id))
         if existing is not None:
@@ -63,18 +65,25 @@ def create_session(body: SessionIn, actor: str = Depends(require_token), db: Ses
 
 
 @router.get("/sessions/{session_id}")
-def get_session(session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)) -> Any:
+def get_session(
+    session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
+) -> Any:
     return session_out(find_session(db, session_id))
 
 
 @router.post("/sessions/{session_id}/complete")
-def complete_session(session_id: int, body: Optional[CompleteIn] = None, actor: str = Depends(require_token),
-                     db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)) -> Any:
+def complete_session(
+    session_id: int,
+    body: CompleteIn | None = None,
+    actor: str = Depends(require_token),
+    db: Session = Depends(get_db),
+    ctx: Context = Depends(get_ctx),
+) -> Any:
     s = find_session(db, session_id)
     if s.status == SessionStatus.cancelled:
         raise ApiError(409, "status: the session is cancelled", "status")
     now = utcnow()
-    ended = (body.ended_at if body else None)
+    ended = body.ended_at if body else None
     if ended is not None and ended > now:
         raise ApiError(422, "ended_at: is in the future", "ended_at")
     if s.status != SessionStatus.completed or (ended is not None and ended != s.ended_at):
@@ -88,7 +97,9 @@ def complete_session(session_id: int, body: Optional[CompleteIn] = None, actor: 
 
 
 @router.post("/sessions/{session_id}/cancel")
-def cancel_session(session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)) -> Any:
+def cancel_session(
+    session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
+) -> Any:
     s = find_session(db, session_id)
     now = utcnow()
     if s.status != SessionStatus.cancelled:
@@ -101,8 +112,13 @@ def cancel_session(session_id: int, actor: str = Depends(require_token), db: Ses
 
 
 @router.patch("/sessions/{session_id}")
-def patch_session(session_id: int, body: SessionPatch, actor: str = Depends(require_token),
-                  db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)) -> Any:
+def patch_session(
+    session_id: int,
+    body: SessionPatch,
+    actor: str = Depends(require_token),
+    db: Session = Depends(get_db),
+    ctx: Context = Depends(get_ctx),
+) -> Any:
     s = find_session(db, session_id)
     if s.status == SessionStatus.cancelled:
         raise ApiError(409, "status: the session is cancelled", "status")
@@ -122,8 +138,11 @@ def patch_session(session_id: int, body: SessionPatch, actor: str = Depends(requ
 
 
 @router.get("/sessions/{session_id}/messages")
-def session_messages(session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)) -> Any:
+def session_messages(
+    session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
+) -> Any:
     find_session(db, session_id)
-    rows = db.scalars(select(Message).where(Message.session_id == session_id).order_by(Message.scheduled_for,
-                                                                                        Message.id))
+    rows = db.scalars(
+        select(Message).where(Message.session_id == session_id).order_by(Message.scheduled_for, Message.id)
+    )
     return [message_out(m) for m in rows]
