@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.support.live import free_port, web_server
+from tests.support.live import free_port, wait_healthy, web_server
 from worker.cli import main
 
 
@@ -20,14 +20,7 @@ def test_run_starts_everything_on_embedded_defaults_and_ctrl_c_stops_it(tmp_path
     proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline, health = time.time() + 40, None
-        while time.time() < deadline:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                if health.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        health = wait_healthy(port)
         assert health is not None and health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
         assert (tmp_path / "run.db").exists() and (tmp_path / "aftercare-broker.db").exists()
         time.sleep(3)  # let worker and beat finish starting

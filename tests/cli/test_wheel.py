@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import venv
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.support.live import free_port
+from tests.support.live import free_port, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,14 +63,7 @@ def test_init_then_run_from_an_empty_directory(installed, tmp_path):
     proc = subprocess.Popen([str(installed / "aftercare"), "run", "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline, health = time.time() + 60, None
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                if health.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
+        health = wait_healthy(port, timeout=60)
         assert health is not None and health.status_code == 200, "the installed app did not come up"
         assert health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
         os.killpg(proc.pid, signal.SIGINT)

@@ -69,6 +69,19 @@ def worker_and_beat(out: Outbound, schedule_file: str, concurrency: int = 4) -> 
             beat_thread.join(5)
 
 
+def wait_healthy(port: int, timeout: float = 40.0) -> httpx.Response | None:
+    """Poll http://127.0.0.1:port/healthz until it answers 200 or `timeout` passes; the last answer."""
+    deadline, health = time.time() + timeout, None
+    while time.time() < deadline:
+        try:
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            if health.status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    return health
+
+
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.02):
     """Poll until predicate() is truthy; return its value (or the last falsy one)."""
     deadline = time.time() + timeout

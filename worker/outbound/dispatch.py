@@ -214,17 +214,7 @@ def send_message(
             rendered = render_message(out.templates, out.ctx.settings, msg)
         except Exception as exc:  # noqa: BLE001 - a template error is permanent: a clinician must see it
             _finish(msg, MessageStatus.failed, now, f"template error: {type(exc).__name__}: {exc}")
-            flags.raise_flag(
-                db,
-                FlagKind.delivery_failed,
-                now,
-                patient_id=msg.patient_id,
-                session_id=msg.session_id,
-                step=msg.step,
-                message_id=msg.id,
-                dedupe_key=flags.flag_key(FlagKind.delivery_failed, "message", msg.id),
-                detail="template error",
-            )
+            _flag_failed(db, msg, now, "template error")
             log.error("message %s: template %s failed to render", msg.id, msg.template)
             return "failed"
         msg.subject, msg.body, msg.html = rendered.subject, rendered.body, rendered.html
@@ -276,9 +266,8 @@ def record_result(ctx: Context, db: Session, msg: Message, result: SendResult, n
     return "failed"
 
 
-def mark_failed(ctx: Context, db: Session, msg: Message, now: datetime, error: str) -> None:
-    """Permanent failure: the reason on the row, a flag for a clinician, email fallback if any."""
-    _finish(msg, MessageStatus.failed, now, error)
+def _flag_failed(db: Session, msg: Message, now: datetime, detail: str) -> None:
+    """`delivery_failed`, once per message: a clinician must see what did not go out."""
     flags.raise_flag(
         db,
         FlagKind.delivery_failed,
@@ -287,9 +276,15 @@ def mark_failed(ctx: Context, db: Session, msg: Message, now: datetime, error: s
         session_id=msg.session_id,
         step=msg.step,
         message_id=msg.id,
+        detail=detail,
         dedupe_key=flags.flag_key(FlagKind.delivery_failed, "message", msg.id),
-        detail=f"{msg.channel} to {msg.recipient}: {error}",
     )
+
+
+def mark_failed(ctx: Context, db: Session, msg: Message, now: datetime, error: str) -> None:
+    """Permanent failure: the reason on the row, a flag for a clinician, email fallback if any."""
+    _finish(msg, MessageStatus.failed, now, error)
+    _flag_failed(db, msg, now, f"{msg.channel} to {msg.recipient}: {error}")
     log.warning("message %s failed for good (%s)", msg.id, msg.error_code or "no code")
     fallback_to_email(ctx, db, msg, now)
 
