@@ -35,23 +35,37 @@ def initial_state(by_text: bool) -> dict[str, Any]:
     return {"mode": "sms", "answers": []} if by_text else {"mode": "web"}
 
 
-def ask(db: Session, checkin: Checkin, item: int, to: str | None, now: datetime) -> None:
-    """Queue item `item` (1-9) by SMS, right after the caller's commit."""
+def _text(
+    db: Session,
+    checkin: Checkin,
+    part: int,
+    template: str,
+    to: str | None,
+    now: datetime,
+    expects: Expects = Expects.none,
+    context: dict[str, Any] | None = None,
+) -> None:
+    """One text of the survey (part n = item n; DONE_PART the thanks), right after the caller's commit."""
     outbox.queue(
         db,
-        key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms, item),
+        key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms, part),
         kind=MessageKind.followup,
-        template="phq9_question",
+        template=template,
         channel=ChannelName.sms,
         to=to,
         now=now,
         patient_id=checkin.patient_id,
         session_id=checkin.session_id,
         step=checkin.step,
-        part=item,
-        expects=Expects.phq9,
-        context={"item": item},
+        part=part,
+        expects=expects,
+        context=context,
     )
+
+
+def ask(db: Session, checkin: Checkin, item: int, to: str | None, now: datetime) -> None:
+    """Queue item `item` (1-9) by SMS."""
+    _text(db, checkin, item, "phq9_question", to, now, Expects.phq9, {"item": item})
 
 
 def _crisis(ctx: Context, db: Session, checkin: Checkin, reply: Reply, answer: int, now: datetime) -> None:
@@ -88,19 +102,7 @@ def record_item(ctx: Context, db: Session, checkin: Checkin, reply: Reply, value
         return f"phq9_item_{item}"
     finish(db, checkin, answers, reply, now)
     if reply.channel == ReplyChannel.sms:
-        outbox.queue(
-            db,
-            key=outbox.step_key(checkin.session_id, checkin.step, Recipient.patient, ChannelName.sms, DONE_PART),
-            kind=MessageKind.followup,
-            template="phq9_done",
-            channel=ChannelName.sms,
-            to=phone,
-            now=now,
-            patient_id=checkin.patient_id,
-            session_id=checkin.session_id,
-            step=checkin.step,
-            part=DONE_PART,
-        )
+        _text(db, checkin, DONE_PART, "phq9_done", phone, now)
     return "phq9_complete"
 
 
