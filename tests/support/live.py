@@ -9,15 +9,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
 
 from worker.core.context import Context
+from worker.core.outbox import EnqueueUrgent
 from worker.outbound.runtime import Outbound
-
-EnqueueUrgent = Callable[[Sequence[int]], None]
 
 
 def free_port() -> int:

@@ -54,8 +54,7 @@ def recipient_address(
 
 def opt_out(db: Session, phone: str, now: datetime, source: str) -> int:
     """Opt the number out of SMS; its pending SMS become `skipped`. Returns how many."""
-    if db.get(SmsOptOut, phone) is None:
-        db.add(SmsOptOut(phone=phone, opted_out_at=now, source=source))
+    remember_opt_out(db, phone, now, source)
     res = db.execute(
         update(Message)
         .where(
@@ -87,7 +86,7 @@ def opt_in(db: Session, phone: str, now: datetime) -> int:
     return res.rowcount or 0  # type: ignore[attr-defined]
 
 
-def record_provider_opt_out(db: Session, phone: str | None, now: datetime) -> None:
-    """The provider says this number unsubscribed (Twilio 21610): remember it like a STOP."""
+def remember_opt_out(db: Session, phone: str | None, now: datetime, source: str) -> None:
+    """Record that this number opted out (a STOP, or the provider's 21610); pending rows are the caller's."""
     if phone and db.get(SmsOptOut, phone) is None:
-        db.add(SmsOptOut(phone=phone, opted_out_at=now, source="provider"))
+        db.add(SmsOptOut(phone=phone, opted_out_at=now, source=source))

@@ -113,10 +113,6 @@ class Database:
         finally:
             db.close()
 
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
-
     def dispose(self) -> None:
         """Drop pooled connections (after a fork: they must not be shared with the parent)."""
         self.engine.dispose()

@@ -5,12 +5,13 @@ the same inbound text, or a task run twice never makes a second row.
 
 Rows that must not wait for the next dispatch pass (crisis answers and alerts, the next PHQ-9
 question) are *queued*: the new id is noted on the database session, and the edge that owns
-the transaction (webhook, page, task) hands `take_urgent(db)` to the workers after its commit.
+the transaction (webhook, page, task) calls `hand_over(db, ...)` after its commit.
 If that hand-over fails nothing is lost: the row is due now and the next pass sends it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,9 @@ from sqlalchemy.orm import Session
 from .models import ChannelName, Expects, Message, MessageKind, MessageStatus, Recipient
 
 _URGENT = "aftercare.urgent"
+
+# Hands ids of committed urgent rows to the workers (Celery's `urgent` queue in production).
+EnqueueUrgent = Callable[[Sequence[int]], None]
 
 
 # -- dedupe keys ------------------------------------------------------------------------------
@@ -136,12 +140,9 @@ def queue(
     return msg
 
 
-def take_urgent(db: Session) -> list[int]:
-    """Ids queued in this session's transaction; call after it committed, then enqueue them."""
+def hand_over(db: Session, enqueue_urgent: EnqueueUrgent | None) -> None:
+    """After `db`'s transaction committed: give the rows it queued to the workers (if anyone takes them;
+    otherwise the next dispatch pass sends them -- they are due now)."""
     ids: list[int] = db.info.pop(_URGENT, [])
-    return ids
-
-
-def forget_urgent(db: Session) -> None:
-    """The transaction rolled back: its queued rows do not exist."""
-    db.info.pop(_URGENT, None)
+    if ids and enqueue_urgent is not None:
+        enqueue_urgent(ids)

@@ -13,7 +13,6 @@ A reply that fails half-way is rolled back to "stored, not processed" and `proce
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -28,8 +27,6 @@ from ..core.db import is_postgres
 from ..core.models import Checkin, Expects, FlagKind, Patient, Reply, ReplyChannel
 
 log = logging.getLogger("aftercare.inbound")
-
-EnqueueUrgent = Callable[[Sequence[int]], None]
 
 
 def patient_for(db: Session, phone: str | None) -> Patient | None:
@@ -52,7 +49,7 @@ def _keyword(reply: Reply) -> str | None:
     return keyword_from_opt_out_type((reply.params or {}).get("OptOutType")) or classify_keyword(reply.body)
 
 
-def process(ctx: Context, reply_id: int, now: datetime, enqueue_urgent: EnqueueUrgent | None = None) -> None:
+def process(ctx: Context, reply_id: int, now: datetime, enqueue_urgent: outbox.EnqueueUrgent | None = None) -> None:
     """Read one stored reply and act on it, in one transaction. Safe to call twice.
 
     Auto-replies (HELP, clarifications, 988) and on-call alerts are outbox rows (tracked,
@@ -68,9 +65,7 @@ def process(ctx: Context, reply_id: int, now: datetime, enqueue_urgent: EnqueueU
         reply.outcome = _process(ctx, db, reply, now)
         reply.processed_at = now
         log.info("reply %s: %s", reply.id, reply.outcome)
-    urgent = outbox.take_urgent(db)
-    if urgent and enqueue_urgent is not None:
-        enqueue_urgent(urgent)
+    outbox.hand_over(db, enqueue_urgent)
     return None
 
 
@@ -149,7 +144,7 @@ def process_pending(
     now: datetime,
     older_than: timedelta = timedelta(seconds=30),
     limit: int = 100,
-    enqueue_urgent: EnqueueUrgent | None = None,
+    enqueue_urgent: outbox.EnqueueUrgent | None = None,
 ) -> int:
     """Replies stored but not processed (a crash between store and process): process them now."""
     with ctx.db.scope() as db:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..care import checkins
+from ..core import outbox
 from ..core.context import Context
 from ..inbound import pipeline
 from ..outbound import dispatch, recovery
@@ -22,7 +23,7 @@ def checkin_timers(ctx: Context, now: datetime) -> int:
         return checkins.run_timers(db, now)
 
 
-def pending_replies(ctx: Context, now: datetime, enqueue_urgent: dispatch.EnqueueUrgent | None = None) -> int:
+def pending_replies(ctx: Context, now: datetime, enqueue_urgent: outbox.EnqueueUrgent | None = None) -> int:
     """Read replies that were stored but never processed (a crash between the two)."""
     return pipeline.process_pending(ctx, now, enqueue_urgent=enqueue_urgent)
 
@@ -41,7 +42,7 @@ class PassResult:
 
 
 def run_inline(
-    out: Outbound, now: datetime, limit: int = dispatch.TICK_BATCH, enqueue_urgent: dispatch.EnqueueUrgent | None = None
+    out: Outbound, now: datetime, limit: int = dispatch.TICK_BATCH, enqueue_urgent: outbox.EnqueueUrgent | None = None
 ) -> PassResult:
     """Every periodic job once, sending due rows in this process (tests, benchmarks, one-off runs).
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -65,7 +65,6 @@ BACKOFF_CAP = 3600.0
 TICK_BATCH = 500
 
 Enqueue = Callable[[int, int], None]  # (message id, attempts seen): hand one row to a worker
-EnqueueUrgent = Callable[[Sequence[int]], None]  # rows queued by a transaction, after its commit
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
@@ -180,7 +179,7 @@ def _claim(db: Session, message_id: int, attempts: int, now: datetime) -> bool:
 
 
 def send_message(
-    out: Outbound, message_id: int, attempts: int, now: datetime, enqueue_urgent: EnqueueUrgent | None = None
+    out: Outbound, message_id: int, attempts: int, now: datetime, enqueue_urgent: outbox.EnqueueUrgent | None = None
 ) -> str:
     """Claim, check, render and send one row. Returns what happened (for logs and tests).
 
@@ -229,9 +228,7 @@ def send_message(
         msg = db.get(Message, message_id)
         assert msg is not None
         outcome = record_result(out.ctx, db, msg, result, max(utcnow(), now))  # the send may have waited
-    urgent = outbox.take_urgent(db)
-    if urgent and enqueue_urgent is not None:
-        enqueue_urgent(urgent)
+    outbox.hand_over(db, enqueue_urgent)
     return outcome
 
 
@@ -248,7 +245,7 @@ def record_result(ctx: Context, db: Session, msg: Message, result: SendResult, n
         checkins.on_sent(ctx, db, msg, now)
         return "sent"
     if result.outcome == Outcome.opted_out:
-        consent.record_provider_opt_out(db, msg.to_address, now)
+        consent.remember_opt_out(db, msg.to_address, now, "provider")
         _finish(msg, MessageStatus.skipped, now, result.error or "recipient unsubscribed")
         log.info("message %s skipped: provider reports opt-out", msg.id)
         return "skipped"
@@ -335,7 +332,7 @@ def fallback_to_email(ctx: Context, db: Session, msg: Message, now: datetime) ->
 
 
 def dispatch_inline(
-    out: Outbound, now: datetime, limit: int = TICK_BATCH, enqueue_urgent: EnqueueUrgent | None = None
+    out: Outbound, now: datetime, limit: int = TICK_BATCH, enqueue_urgent: outbox.EnqueueUrgent | None = None
 ) -> int:
     """Send the due rows in this process instead of enqueuing them (tests, benchmarks)."""
 

@@ -7,7 +7,7 @@ protocol) and the page templates once and keeps them on `app.state`; routes read
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,12 +19,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.context import Context, build_context
+from ..core.outbox import EnqueueUrgent
 from ..jobs import celery_app
 from . import api, checkin_pages, flag_pages, webhooks
 
 log = logging.getLogger("aftercare.web")
-
-EnqueueUrgent = Callable[[Sequence[int]], None]
 
 
 def _field(loc: Sequence[Any]) -> str:

@@ -24,6 +24,7 @@ from ..core.context import Context
 from ..core.db import utcnow
 from ..core.models import Checkin, CheckinStatus, Expects, Message, Patient, Reply, ReplyChannel
 from ..outbound.links import LinkError, read_token
+from .state import get_enqueue_urgent
 
 router = APIRouter()
 
@@ -213,7 +214,7 @@ def answer_record(token: str, request: Request) -> HTMLResponse:
             return pages.message(lang, "used", 409)
         reply = _web_reply(db, checkin, f"link: {data['a']}", now)
         reply.outcome = answers.record_answer(pages.ctx, db, checkin, reply, value, now)
-    request.app.state.enqueue_urgent(outbox.take_urgent(db))
+    outbox.hand_over(db, get_enqueue_urgent(request))
     return pages.message(lang, "thanks", 200)
 
 
@@ -262,5 +263,5 @@ async def phq9_submit(token: str, request: Request) -> HTMLResponse:
         reply = _web_reply(db, checkin, "PHQ-9 web form: " + ",".join(map(str, answered)), now)
         reply.outcome = answers.record_answer(pages.ctx, db, checkin, reply, answered, now)
         urgent = phq9.item9_positive(answered)
-    request.app.state.enqueue_urgent(outbox.take_urgent(db))
+    outbox.hand_over(db, get_enqueue_urgent(request))
     return pages.message(lang, "urgent" if urgent else "thanks", 200)

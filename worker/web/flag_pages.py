@@ -8,16 +8,15 @@ from html import escape
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from ..core.context import Context
 from ..core.models import Flag
+from .state import get_ctx
 
 router = APIRouter()
 
 
 @router.get("/flags/{flag_id}", response_class=HTMLResponse)
 def flag_page(flag_id: int, request: Request) -> HTMLResponse:
-    ctx: Context = request.app.state.ctx
-    with ctx.db.scope() as db:
+    with get_ctx(request).db.scope() as db:
         flag = db.get(Flag, flag_id)
         if flag is None:
             return HTMLResponse("<!doctype html><title>Not found</title><p>No such flag.</p>", status_code=404)

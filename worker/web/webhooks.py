@@ -18,21 +18,18 @@ from twilio.request_validator import RequestValidator
 
 from ..core.context import Context
 from ..core.db import utcnow
+from ..core.outbox import EnqueueUrgent
 from ..inbound import pipeline, store
 from ..outbound import delivery
+from .state import get_ctx, get_enqueue_urgent
 
 router = APIRouter(prefix="/webhooks/twilio")
 log = logging.getLogger("aftercare.webhooks")
 MAX_FORM_BYTES = 4 * 1024 * 1024  # far above Twilio's 1,600-char bodies; bigger is not Twilio
 
 
-def _ctx(request: Request) -> Context:
-    ctx: Context = request.app.state.ctx
-    return ctx
-
-
 def public_url(request: Request) -> str:
-    url = _ctx(request).settings.public_base_url + request.url.path
+    url = get_ctx(request).settings.public_base_url + request.url.path
     if request.url.query:
         url += "?" + request.url.query
     return url
@@ -52,7 +49,7 @@ async def signed_form(request: Request) -> tuple[dict[str, str] | None, Response
         if not isinstance(value, str):
             return None, _error(400, f"{key}: file uploads are not accepted")
         params[key] = value
-    token = _ctx(request).settings.twilio_auth_token
+    token = get_ctx(request).settings.twilio_auth_token
     if token:
         signature = request.headers.get("X-Twilio-Signature", "")
         if not signature or not RequestValidator(token).validate(public_url(request), params, signature):
@@ -81,10 +78,10 @@ async def inbound_sms(request: Request) -> Response:
         if not params.get(field):
             return _error(400, f"{field}: required")
     # Database work off the event loop, so slow commits do not hold up other requests.
-    return await run_in_threadpool(_inbound, _ctx(request), request.app.state.enqueue_urgent, params)
+    return await run_in_threadpool(_inbound, get_ctx(request), get_enqueue_urgent(request), params)
 
 
-def _inbound(ctx: Context, enqueue_urgent: pipeline.EnqueueUrgent, params: dict[str, str]) -> Response:
+def _inbound(ctx: Context, enqueue_urgent: EnqueueUrgent, params: dict[str, str]) -> Response:
     now = utcnow()
     # Stored first, in its own transaction; a Twilio retry of the same MessageSid is stored once.
     reply_id, is_new = store.store_inbound_sms(ctx.db, params, now)
@@ -104,5 +101,5 @@ async def status_callback(request: Request) -> Response:
         return problem or _error(400, "body: not acceptable")
     if not params.get("MessageSid") or not params.get("MessageStatus"):
         return _error(400, "MessageSid: and MessageStatus are required")
-    await run_in_threadpool(delivery.apply_status_callback, _ctx(request), params, utcnow())
+    await run_in_threadpool(delivery.apply_status_callback, get_ctx(request), params, utcnow())
     return Response(status_code=200)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, Header, HTTPException, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ...core.context import Context
@@ -18,6 +19,7 @@ from ...core.db import utcnow
 from ...core.models import Flag, FlagKind, InfusionSession, Message, Patient, Reply, SmsOptOut
 from ...core.phones import to_e164
 from ..auth import check_token
+from ..state import get_ctx
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -25,12 +27,6 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 class ApiError(HTTPException):
     def __init__(self, status: int, message: str, field: str | None = None):
         super().__init__(status_code=status, detail={"error": message, "field": field})
-
-
-def get_ctx(request: Request) -> Context:
-    """The process's context, built once by the app factory."""
-    ctx: Context = request.app.state.ctx
-    return ctx
 
 
 def get_db(ctx: Context = Depends(get_ctx)) -> Iterator[Session]:
@@ -241,3 +237,13 @@ def flag_kind(value: str, field: str) -> str:
     if value not in {k.value for k in FlagKind}:
         raise ApiError(422, f"{field}: unknown flag kind {value!r}", field)
     return value
+
+
+Registered = TypeVar("Registered", Patient, InfusionSession)
+
+
+def by_external_id(db: Session, model: type[Registered], external_id: str | None) -> Registered | None:
+    """The patient or session the EHR registered under `external_id` (POSTs are idempotent by it)."""
+    if not external_id:
+        return None
+    return db.scalar(select(model).where(model.external_id == external_id))

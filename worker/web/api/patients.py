@@ -14,7 +14,7 @@ from ...core.audit import record as audit
 from ...core.context import Context
 from ...core.db import utcnow
 from ...core.models import Checkin, Expects, Patient
-from .common import ApiError, PatientIn, find_patient, get_ctx, get_db, iso, patient_out, require_token
+from .common import ApiError, PatientIn, by_external_id, find_patient, get_ctx, get_db, iso, patient_out, require_token
 
 router = APIRouter()
 
@@ -23,10 +23,9 @@ router = APIRouter()
 def create_patient(
     body: PatientIn, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
 ) -> Any:
-    if body.external_id:
-        existing = db.scalar(select(Patient).where(Patient.external_id == body.external_id))
-        if existing is not None:
-            return JSONResponse(patient_out(db, existing), status_code=200)
+    existing = by_external_id(db, Patient, body.external_id)
+    if existing is not None:
+        return JSONResponse(patient_out(db, existing), status_code=200)
     if body.preferred_channel == "sms" and not body.phone:
         raise ApiError(422, "phone: required when preferred_channel is sms", "phone")
     if body.preferred_channel == "email" and not body.email:
@@ -39,7 +38,7 @@ def create_patient(
         db.flush()
     except IntegrityError:
         db.rollback()
-        existing = db.scalar(select(Patient).where(Patient.external_id == body.external_id))
+        existing = by_external_id(db, Patient, body.external_id)
         if existing is None:
             raise
         return JSONResponse(patient_out(db, existing), status_code=200)

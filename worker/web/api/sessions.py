@@ -20,6 +20,7 @@ from .common import (
     CompleteIn,
     SessionIn,
     SessionPatch,
+    by_external_id,
     find_patient,
     get_ctx,
     get_db,
@@ -42,10 +43,9 @@ def find_session(db: Session, session_id: int) -> InfusionSession:
 def create_session(
     body: SessionIn, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
 ) -> Any:
-    if body.external_id:
-        existing = db.scalar(select(InfusionSession).where(InfusionSession.external_id == body.external_id))
-        if existing is not None:
-            return JSONResponse(session_out(existing), status_code=200)
+    existing = by_external_id(db, InfusionSession, body.external_id)
+    if existing is not None:
+        return JSONResponse(session_out(existing), status_code=200)
     find_patient(db, body.patient_id, status=422)
     now = utcnow()
     s = InfusionSession(**body.model_dump(), status=SessionStatus.scheduled, created_at=now, updated_at=now)
@@ -54,7 +54,7 @@ def create_session(
         db.flush()
     except IntegrityError:
         db.rollback()
-        existing = db.scalar(select(InfusionSession).where(InfusionSession.external_id == body.external_id))
+        existing = by_external_id(db, InfusionSession, body.external_id)
         if existing is None:
             raise
         return JSONResponse(session_out(existing), status_code=200)
@@ -65,9 +65,7 @@ def create_session(
 
 
 @router.get("/sessions/{session_id}")
-def get_session(
-    session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
-) -> Any:
+def get_session(session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db)) -> Any:
     return session_out(find_session(db, session_id))
 
 
@@ -138,9 +136,7 @@ def patch_session(
 
 
 @router.get("/sessions/{session_id}/messages")
-def session_messages(
-    session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db), ctx: Context = Depends(get_ctx)
-) -> Any:
+def session_messages(session_id: int, actor: str = Depends(require_token), db: Session = Depends(get_db)) -> Any:
     find_session(db, session_id)
     rows = db.scalars(
         select(Message).where(Message.session_id == session_id).order_by(Message.scheduled_for, Message.id)
