@@ -31,8 +31,6 @@ class TimedOutbox(ConsoleChannel):
 @pytest.fixture
 def celery_stack(redis_url, monkeypatch, tmp_path, db_clean, stack):
     """Real worker (threads) + real beat (a thread) on Redis, with DISPATCH_INTERVAL=1."""
-    from worker.jobs import celery_app
-
     protocol = tmp_path / "fast.yaml"
     protocol.write_text(yaml.safe_dump({"quiet_hours": "", "steps": [
         {"name": "pickup_notice", "anchor": "session_end", "offset": "0s", "to": "driver", "channel": "sms",
@@ -48,9 +46,6 @@ def celery_stack(redis_url, monkeypatch, tmp_path, db_clean, stack):
     stack.reload()
     arrivals = []
     out = stack.outbound({"sms": TimedOutbox("sms", arrivals), "email": TimedOutbox("email", arrivals)})
-    # worker_and_beat attaches this test's runtime to the shared Celery app: detach it afterwards.
-    for attr in ("aftercare_runtime", "aftercare_settings"):
-        monkeypatch.setattr(celery_app.app, attr, getattr(celery_app.app, attr, None), raising=False)
     with worker_and_beat(out, str(tmp_path / "beat-schedule"), concurrency=2):
         yield arrivals
 

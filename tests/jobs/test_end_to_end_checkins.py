@@ -19,17 +19,12 @@ ONCALL = "+12125550190"
 def live(fake_twilio, redis_url, token, monkeypatch, tmp_path, stack):
     """`live()` starts the app, a worker and beat on the environment as it is then (the test's protocol
     is set first: a running process does not re-read its configuration); returns (base, api, fake)."""
-    from worker.jobs import celery_app
-
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("PUBLIC_BASE_URL", base)
     monkeypatch.setenv("BROKER_URL", redis_url)
     monkeypatch.setenv("DISPATCH_INTERVAL", "1")
     monkeypatch.setenv("ONCALL_SMS", ONCALL)
-    # worker_and_beat attaches this test's runtime to the shared Celery app: detach it afterwards.
-    for attr in ("aftercare_runtime", "aftercare_settings"):
-        monkeypatch.setattr(celery_app.app, attr, getattr(celery_app.app, attr, None), raising=False)
     with ExitStack() as running:
         def start():
             ctx = stack.reload()

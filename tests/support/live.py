@@ -49,23 +49,29 @@ def web_server(ctx: Context, port: int, enqueue_urgent: EnqueueUrgent | None = N
 
 @contextmanager
 def worker_and_beat(out: Outbound, schedule_file: str, concurrency: int = 4) -> Iterator[None]:
-    """A real Celery worker (threads) and beat on the configured broker, sending through `out`."""
+    """A real Celery worker (threads) and beat on the configured broker, sending through `out`.
+
+    The shared Celery app gets this runtime for the block only: it is detached afterwards.
+    """
     from celery.beat import Service
     from celery.contrib.testing.worker import start_worker
 
-    from worker.jobs.celery_app import app, configure
+    from worker.jobs.celery_app import app, configure, detach
 
     configure(app, out.ctx.settings, out)
     beat = Service(app, max_interval=0.5, schedule_filename=schedule_file)
     beat_thread = threading.Thread(target=beat.start, daemon=True)
-    with start_worker(app, pool="threads", concurrency=concurrency, perform_ping_check=False,
-                      shutdown_timeout=10):
-        beat_thread.start()
-        try:
-            yield
-        finally:
-            beat.stop()
-            beat_thread.join(5)
+    try:
+        with start_worker(app, pool="threads", concurrency=concurrency, perform_ping_check=False,
+                          shutdown_timeout=10):
+            beat_thread.start()
+            try:
+                yield
+            finally:
+                beat.stop()
+                beat_thread.join(5)
+    finally:
+        detach(app)
 
 
 def wait_healthy(port: int, timeout: float = 40.0) -> httpx.Response | None:

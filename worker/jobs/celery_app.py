@@ -74,6 +74,13 @@ def configure(celery: Celery, settings: Settings, runtime: Outbound | None = Non
         setattr(celery, _RUNTIME_ATTR, runtime)
 
 
+def detach(celery: Celery) -> None:
+    """Forget the settings and runtime `configure` attached (a test's worker stopped)."""
+    for attr in (_RUNTIME_ATTR, _SETTINGS_ATTR):
+        if hasattr(celery, attr):
+            delattr(celery, attr)
+
+
 def runtime(celery: Celery) -> Outbound:
     """The runtime attached by `configure`, else one built once in this process from its settings
     (or from the environment, for a worker started with plain `celery -A worker.jobs.celery_app`)."""
